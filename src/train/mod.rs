@@ -1,0 +1,2 @@
+//! Training of the embedded model: a small latent diffusion model in Stable Diffusion's own
+//! architecture, and the concept meter, both from Fashion-MNIST.
