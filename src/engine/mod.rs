@@ -1,2 +1,11 @@
 //! The diffusion engine: tokenizer, text encoder, UNet, VAE and scheduler, and the loop that
 //! turns a prompt into a picture. Nothing in here knows about egui.
+
+pub mod config;
+pub mod error;
+pub mod noise;
+pub mod preview;
+pub mod scheduler;
+pub mod weights;
+
+pub use error::{EngineError, Result};

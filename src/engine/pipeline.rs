@@ -1,0 +1,258 @@
+//! The denoising loop: conditioning and seeded noise in, pictures out.
+//!
+//! One call denoises a batch of points at once, each with its own conditioning and seed, so a
+//! grid of the navigator costs one UNet pass per step rather than one per tile. Every random
+//! draw comes from the per-image seed, so an image in a batch equals the image made alone.
+
+use candle_core::{DType, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::error::{CandleContext, EngineError, Result};
+use super::model::DiffusionModel;
+use super::noise;
+use super::preview::to_u8;
+use super::scheduler::{Sampler, SamplerKind};
+
+/// The largest image side the program accepts.
+pub const MAX_SIDE: usize = 2048;
+
+/// How to sample: everything that shapes a run except the points and seeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplingParams {
+    /// Denoising steps.
+    pub num_steps: usize,
+    /// Classifier-free guidance scale; at 1 or below the unconditional branch is skipped.
+    pub guidance_scale: f64,
+    /// The sampler.
+    pub sampler: SamplerKind,
+    /// Image width in pixels.
+    pub width: usize,
+    /// Image height in pixels.
+    pub height: usize,
+}
+
+impl SamplingParams {
+    /// Whether the unconditional branch runs.
+    pub fn uses_guidance(&self) -> bool {
+        self.guidance_scale > 1.0
+    }
+}
+
+/// A finished picture.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Picture {
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// RGB8, row-major.
+    pub rgb: Vec<u8>,
+    /// Whether the model produced NaN or infinity (a blown-up weight): the picture is then a
+    /// marker, not the model's output.
+    pub non_finite: bool,
+}
+
+/// What the loop reports after each step.
+pub struct StepProgress<'a> {
+    /// Steps done, from 1.
+    pub step: usize,
+    /// Steps in the run.
+    pub num_steps: usize,
+    /// The current latents, `[B, C, h, w]`.
+    pub latents: &'a Tensor,
+}
+
+/// The initial latent of one image: seeded standard normal noise, before sampler scaling.
+pub fn initial_noise(model: &DiffusionModel, seed: u64, params: &SamplingParams) -> Result<Tensor> {
+    let (h, w) = latent_size(model, params);
+    noise::gaussian(seed, (1, model.latent_channels, h, w), &model.device).stage("initial noise")
+}
+
+/// Latent height and width for a request.
+pub fn latent_size(model: &DiffusionModel, params: &SamplingParams) -> (usize, usize) {
+    (
+        params.height / model.vae_downscale,
+        params.width / model.vae_downscale,
+    )
+}
+
+/// Checks a request before any tensor work, since candle asserts on bad sizes.
+pub fn validate(model: &DiffusionModel, params: &SamplingParams) -> Result<()> {
+    let multiple = model.vae_downscale * model.size_multiple;
+    for (what, side) in [("width", params.width), ("height", params.height)] {
+        if side == 0 || side > MAX_SIDE || side % multiple != 0 {
+            return Err(EngineError::InvalidRequest(format!(
+                "{what} must be a multiple of {multiple} between {multiple} and {MAX_SIDE}, got {side}"
+            )));
+        }
+    }
+    if params.num_steps == 0 || params.num_steps > model.schedule.num_train_timesteps {
+        return Err(EngineError::InvalidRequest(format!(
+            "steps must be between 1 and {}, got {}",
+            model.schedule.num_train_timesteps, params.num_steps
+        )));
+    }
+    if !params.guidance_scale.is_finite() || params.guidance_scale < 0.0 {
+        return Err(EngineError::InvalidRequest(format!(
+            "guidance must be a finite number >= 0, got {}",
+            params.guidance_scale
+        )));
+    }
+    Ok(())
+}
+
+/// Denoises a batch and decodes it.
+///
+/// `conditioning` is `[B, 77, dim]`; `initial` is `[B, C, h, w]` standard normal noise (see
+/// [`initial_noise`]); `seeds` seed each image's per-step noise. `on_step` is called after every
+/// step and returns `false` to cancel, which ends the call with [`EngineError::Cancelled`].
+pub fn generate(
+    model: &DiffusionModel,
+    conditioning: &Tensor,
+    initial: &Tensor,
+    seeds: &[u64],
+    params: &SamplingParams,
+    on_step: &mut dyn FnMut(&StepProgress) -> bool,
+) -> Result<Vec<Picture>> {
+    let latents = denoise(model, conditioning, initial, seeds, params, on_step)?;
+    decode(model, &latents)
+}
+
+/// The denoising loop alone; returns the final latents.
+pub fn denoise(
+    model: &DiffusionModel,
+    conditioning: &Tensor,
+    initial: &Tensor,
+    seeds: &[u64],
+    params: &SamplingParams,
+    on_step: &mut dyn FnMut(&StepProgress) -> bool,
+) -> Result<Tensor> {
+    validate(model, params)?;
+    let batch = seeds.len();
+    let (h, w) = latent_size(model, params);
+    let expected = [batch, model.latent_channels, h, w];
+    if initial.dims() != expected {
+        return Err(EngineError::InvalidRequest(format!(
+            "initial latents have shape {:?}, expected {expected:?}",
+            initial.dims()
+        )));
+    }
+    let (cb, _, cd) = conditioning.dims3().stage("denoise")?;
+    if cb != batch || cd != model.conditioning_dim {
+        return Err(EngineError::InvalidRequest(format!(
+            "conditioning has shape {:?}, expected [{batch}, 77, {}]",
+            conditioning.dims(),
+            model.conditioning_dim
+        )));
+    }
+
+    let _span = tracing::debug_span!("denoise", batch, steps = params.num_steps).entered();
+    let sampler = Sampler::new(params.sampler, &model.schedule, params.num_steps)?;
+
+    // With guidance, the unconditional branch runs in the same UNet call as the conditional one.
+    let context = if params.uses_guidance() {
+        let (empty, _) = model.encode_prompts(&[""])?;
+        let empty = empty.repeat((batch, 1, 1)).stage("denoise")?;
+        Tensor::cat(&[&empty, conditioning], 0).stage("denoise")?
+    } else {
+        conditioning.clone()
+    };
+
+    let mut latents = (initial * sampler.init_noise_sigma()).stage("denoise")?;
+    for (index, &timestep) in sampler.timesteps().iter().enumerate() {
+        let input = sampler.scale_model_input(&latents, index)?;
+        let input = if params.uses_guidance() {
+            Tensor::cat(&[&input, &input], 0).stage("denoise")?
+        } else {
+            input
+        };
+        let output = model
+            .unet
+            .forward(&input, timestep, &context)
+            .stage("unet")?;
+        let output = if params.uses_guidance() {
+            let uncond = output.narrow(0, 0, batch).stage("guidance")?;
+            let cond = output.narrow(0, batch, batch).stage("guidance")?;
+            (&uncond + ((cond - &uncond)? * params.guidance_scale)?).stage("guidance")?
+        } else {
+            output
+        };
+
+        let step_noise = if sampler.needs_step_noise(index) {
+            let per_image = seeds
+                .iter()
+                .map(|&seed| {
+                    let step_seed = noise::derive_seed(seed, 1 + index as u64);
+                    noise::gaussian(step_seed, (1, model.latent_channels, h, w), &model.device)
+                })
+                .collect::<candle_core::Result<Vec<_>>>()
+                .stage("step noise")?;
+            Some(Tensor::cat(&per_image, 0).stage("step noise")?)
+        } else {
+            None
+        };
+        latents = sampler.step(&output, index, &latents, step_noise.as_ref())?;
+
+        let progress = StepProgress {
+            step: index + 1,
+            num_steps: params.num_steps,
+            latents: &latents,
+        };
+        if !on_step(&progress) {
+            return Err(EngineError::Cancelled);
+        }
+    }
+    Ok(latents)
+}
+
+/// Decodes latents `[B, C, h, w]` with the VAE into pictures.
+pub fn decode(model: &DiffusionModel, latents: &Tensor) -> Result<Vec<Picture>> {
+    let _span = tracing::debug_span!("decode").entered();
+    let (batch, _, h, w) = latents.dims4().stage("decode")?;
+    let (height, width) = (h * model.vae_downscale, w * model.vae_downscale);
+    let scaled = (latents / model.vae_scaling_factor).stage("decode")?;
+    let images = model.vae.decode(&scaled).stage("vae decode")?;
+    let values = images
+        .to_dtype(DType::F32)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1::<f32>())
+        .stage("decode")?;
+    let plane = height * width;
+    let pictures = (0..batch)
+        .map(|b| {
+            let image = &values[b * 3 * plane..(b + 1) * 3 * plane];
+            let non_finite = image.iter().any(|v| !v.is_finite());
+            let rgb = if non_finite {
+                broken_marker(width, height)
+            } else {
+                (0..plane)
+                    .flat_map(|p| (0..3).map(move |c| to_u8(image[c * plane + p])))
+                    .collect()
+            };
+            Picture {
+                width,
+                height,
+                rgb,
+                non_finite,
+            }
+        })
+        .collect();
+    Ok(pictures)
+}
+
+/// The picture shown for a broken mind: magenta and black diagonal stripes, unmistakably not a
+/// model output.
+pub fn broken_marker(width: usize, height: usize) -> Vec<u8> {
+    let stripe = (width.max(height) / 8).max(1);
+    (0..height)
+        .flat_map(|y| {
+            (0..width).flat_map(move |x| {
+                if ((x + y) / stripe) % 2 == 0 {
+                    [255, 0, 255]
+                } else {
+                    [0, 0, 0]
+                }
+            })
+        })
+        .collect()
+}

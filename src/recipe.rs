@@ -1,0 +1,128 @@
+//! Recipes: everything that determines a picture, as versioned JSON.
+//!
+//! A recipe travels with every picture the program makes (inside the PNG as a text chunk, and
+//! beside it when asked), so that any picture can be made again, byte for byte, on the same
+//! build and machine.
+
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::model::ModelId;
+use crate::engine::pipeline::{Picture, SamplingParams};
+
+/// The schema version this build writes and reads.
+pub const RECIPE_VERSION: u32 = 1;
+
+/// The PNG text chunk keyword under which recipes are stored.
+pub const PNG_KEYWORD: &str = "interconcept-recipe";
+
+/// Everything that determines one picture.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// Schema version.
+    pub version: u32,
+    /// The program version that made the picture.
+    pub program_version: String,
+    /// The model, by name and weight hash.
+    pub model: ModelId,
+    /// The prompt (empty: unconditional).
+    pub prompt: String,
+    /// Seed of the initial noise and of any per-step noise.
+    pub seed: u64,
+    /// Steps, guidance, sampler and size.
+    pub sampling: SamplingParams,
+    /// Set when the model produced NaN or infinity and the picture is a marker.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub non_finite: bool,
+}
+
+impl Recipe {
+    /// Parses a recipe, refusing versions this build does not know.
+    pub fn from_json(text: &str) -> anyhow::Result<Self> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).context("recipe is not valid JSON")?;
+        let version = value
+            .get("version")
+            .and_then(serde_json::Value::as_u64)
+            .context("recipe has no numeric \"version\" field")?;
+        if version > u64::from(RECIPE_VERSION) {
+            bail!(
+                "recipe version {version} is newer than this program understands \
+                 ({RECIPE_VERSION}); update interconcept"
+            );
+        }
+        serde_json::from_value(value).context("recipe does not match the schema")
+    }
+
+    /// Pretty JSON.
+    pub fn to_json(&self) -> String {
+        // Serialising plain data with string keys cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// Writes a picture as PNG with a JSON text chunk, atomically (temporary file, then rename).
+pub fn write_png(path: &Path, picture: &Picture, json: &str) -> anyhow::Result<()> {
+    write_png_rgb(path, picture.width, picture.height, &picture.rgb, json)
+}
+
+/// Writes RGB8 pixels as PNG with a JSON text chunk, atomically.
+pub fn write_png_rgb(
+    path: &Path,
+    width: usize,
+    height: usize,
+    rgb: &[u8],
+    json: &str,
+) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} is not a file path", path.display()))?;
+    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let result = (|| -> anyhow::Result<()> {
+        let file = std::fs::File::create(&tmp)?;
+        let mut encoder = png::Encoder::new(BufWriter::new(file), width as u32, height as u32);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        encoder.add_itxt_chunk(PNG_KEYWORD.to_string(), json.to_string())?;
+        let mut writer = encoder.write_header()?;
+        writer.write_image_data(rgb)?;
+        let mut inner = writer.into_stream()?;
+        inner.flush()?;
+        drop(inner);
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Reads the recipe JSON stored in a PNG made by the program.
+pub fn read_png_json(path: &Path) -> anyhow::Result<String> {
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let decoder = png::Decoder::new(std::io::BufReader::new(file));
+    let reader = decoder
+        .read_info()
+        .with_context(|| format!("{} is not a PNG", path.display()))?;
+    let info = reader.info();
+    for chunk in &info.utf8_text {
+        if chunk.keyword == PNG_KEYWORD {
+            return chunk.get_text().context("recipe chunk is not valid text");
+        }
+    }
+    for chunk in &info.uncompressed_latin1_text {
+        if chunk.keyword == PNG_KEYWORD {
+            return Ok(chunk.text.clone());
+        }
+    }
+    bail!("{} holds no interconcept recipe", path.display())
+}
