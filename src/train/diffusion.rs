@@ -1,0 +1,467 @@
+//! Training the embedded latent diffusion model, in two stages.
+//!
+//! 1. The autoencoder learns to squeeze tinted 32x32 Fashion-MNIST pictures into 4x8x8 latents
+//!    (reconstruction loss plus a small KL term, as Stable Diffusion's VAE).
+//! 2. With the VAE frozen, every training picture is encoded once; the UNet and the text encoder
+//!    then learn together to predict the noise added to those latents, conditioned on captions
+//!    ("a red sneaker"), with one caption in ten dropped so classifier-free guidance works.
+//!
+//! Both stages save resumable checkpoints; the finished model is written in diffusers' folder
+//! layout, which the engine loads like any Stable Diffusion checkpoint.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use super::embedded::{self, EmbeddedArchitecture};
+use super::fashion_mnist::FashionMnist;
+use super::modules::{TrainTextEncoder, TrainUNet, TrainVae};
+use crate::engine::noise;
+use crate::engine::preview::LatentRgb;
+use crate::engine::scheduler::ScheduleConfig;
+use crate::engine::tokenizer::ClipTokenizer;
+
+/// Settings of one training run.
+#[derive(Debug, Clone)]
+pub struct DiffusionTrainConfig {
+    /// Fashion-MNIST folder.
+    pub data_dir: PathBuf,
+    /// Where checkpoints go while training.
+    pub work_dir: PathBuf,
+    /// Where the finished model is written (diffusers layout).
+    pub out_dir: PathBuf,
+    /// Folder with the CLIP tokenizer files to use and ship.
+    pub tokenizer_dir: PathBuf,
+    /// Optimiser steps of the VAE stage.
+    pub vae_steps: usize,
+    /// Batch size of the VAE stage.
+    pub vae_batch: usize,
+    /// Optimiser steps of the UNet stage.
+    pub unet_steps: usize,
+    /// Batch size of the UNet stage.
+    pub unet_batch: usize,
+    /// Use only the first `n` training images (tests use a few).
+    pub limit: Option<usize>,
+    /// Seed of everything random in training.
+    pub seed: u64,
+    /// Continue from the checkpoints in `work_dir`.
+    pub resume: bool,
+    /// Save a checkpoint every this many steps.
+    pub checkpoint_every: usize,
+    /// Probability that a caption is replaced by the empty prompt.
+    pub caption_dropout: f64,
+}
+
+impl Default for DiffusionTrainConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from(super::fashion_mnist::DEFAULT_DIR),
+            work_dir: PathBuf::from("runs/train"),
+            out_dir: crate::engine::model::embedded_model_dir(),
+            tokenizer_dir: crate::engine::model::embedded_model_dir().join("tokenizer"),
+            vae_steps: 1500,
+            vae_batch: 32,
+            unet_steps: 3000,
+            unet_batch: 128,
+            limit: None,
+            seed: 0,
+            resume: false,
+            checkpoint_every: 250,
+            caption_dropout: 0.1,
+        }
+    }
+}
+
+/// What a stage reports: its losses at the start and at the end.
+#[derive(Debug, Clone, Copy)]
+pub struct StageReport {
+    /// Mean loss over the first steps.
+    pub first_loss: f32,
+    /// Mean loss over the last steps.
+    pub last_loss: f32,
+    /// Steps run in this call (fewer than asked when resuming).
+    pub steps_run: usize,
+    /// Wall time of the stage.
+    pub seconds: f64,
+}
+
+/// A trainer's view of a `VarMap` checkpoint on disk.
+fn checkpoint_paths(work_dir: &Path, stage: &str) -> (PathBuf, PathBuf) {
+    (
+        work_dir.join(format!("{stage}.safetensors")),
+        work_dir.join(format!("{stage}.json")),
+    )
+}
+
+fn save_checkpoint(varmap: &VarMap, work_dir: &Path, stage: &str, step: usize) -> Result<()> {
+    std::fs::create_dir_all(work_dir)
+        .with_context(|| format!("cannot create {}", work_dir.display()))?;
+    let (weights, state) = checkpoint_paths(work_dir, stage);
+    let tmp = weights.with_extension("safetensors.tmp");
+    varmap.save(&tmp)?;
+    std::fs::rename(&tmp, &weights)?;
+    std::fs::write(&state, serde_json::json!({ "step": step }).to_string())?;
+    Ok(())
+}
+
+/// Loads a checkpoint into `varmap`; returns the step it was saved at.
+fn load_checkpoint(varmap: &mut VarMap, work_dir: &Path, stage: &str) -> Result<Option<usize>> {
+    let (weights, state) = checkpoint_paths(work_dir, stage);
+    if !weights.is_file() || !state.is_file() {
+        return Ok(None);
+    }
+    varmap
+        .load(&weights)
+        .with_context(|| format!("cannot resume from {}", weights.display()))?;
+    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state)?)?;
+    Ok(state.get("step").and_then(serde_json::Value::as_u64).map(|s| s as usize))
+}
+
+/// Running mean of the first and last losses of a stage.
+struct LossLog {
+    first: Vec<f32>,
+    last: std::collections::VecDeque<f32>,
+    window: usize,
+}
+
+impl LossLog {
+    fn new(window: usize) -> Self {
+        Self {
+            first: Vec::new(),
+            last: std::collections::VecDeque::new(),
+            window,
+        }
+    }
+
+    fn push(&mut self, loss: f32) {
+        if self.first.len() < self.window {
+            self.first.push(loss);
+        }
+        self.last.push_back(loss);
+        if self.last.len() > self.window {
+            self.last.pop_front();
+        }
+    }
+
+    fn recent(&self) -> f32 {
+        self.last.iter().sum::<f32>() / self.last.len().max(1) as f32
+    }
+
+    fn report(&self, steps_run: usize, started: Instant) -> StageReport {
+        StageReport {
+            first_loss: self.first.iter().sum::<f32>() / self.first.len().max(1) as f32,
+            last_loss: self.recent(),
+            steps_run,
+            seconds: started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+fn progress_bar(len: usize, done: usize, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix:>5} [{elapsed_precise}] {bar:30} {pos}/{len} loss {msg} (eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_prefix(what.to_string());
+    bar.set_position(done as u64);
+    bar
+}
+
+/// Stage 1: trains the VAE; returns its weights and the stage report.
+pub fn train_vae(
+    cfg: &DiffusionTrainConfig,
+    arch: &EmbeddedArchitecture,
+    data: &FashionMnist,
+    device: &Device,
+) -> Result<(VarMap, StageReport)> {
+    let mut varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+    let vae = TrainVae::new(vb, 3, 3, &arch.vae_candle())?;
+    let start = if cfg.resume {
+        load_checkpoint(&mut varmap, &cfg.work_dir, "vae")?.unwrap_or(0)
+    } else {
+        0
+    };
+    let mut opt = AdamW::new(
+        varmap.all_vars(),
+        ParamsAdamW {
+            lr: 1e-3,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+    )?;
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(noise::derive_seed(cfg.seed, 100 + start as u64));
+    let mut log = LossLog::new(50);
+    let started = Instant::now();
+    let bar = progress_bar(cfg.vae_steps, start, "vae");
+    for step in start..cfg.vae_steps {
+        let indices: Vec<usize> = (0..cfg.vae_batch).map(|_| rng.random_range(0..data.len())).collect();
+        let (pictures, _) = data.diffusion_batch(&indices, &mut rng, device)?;
+        let (mean, logvar) = vae.encode(&pictures)?;
+        let logvar = logvar.clamp(-30f32, 20f32)?;
+        let eps = noise::gaussian(rng.random(), mean.shape(), device)?;
+        let z = (&mean + ((&logvar * 0.5)?.exp()? * eps)?)?;
+        let recon = vae.decode(&z)?;
+        let rec_loss = (recon - &pictures)?.sqr()?.mean_all()?;
+        // KL to N(0, 1), per latent value, weighted lightly as latent diffusion does.
+        let kl = ((mean.sqr()? + logvar.exp()? - 1.0)? - &logvar)?.mean_all()? * 0.5;
+        let loss = (&rec_loss + (kl? * 1e-3)?)?;
+        opt.backward_step(&loss)?;
+        let loss = rec_loss.to_scalar::<f32>()?;
+        anyhow::ensure!(loss.is_finite(), "VAE loss became {loss} at step {step}");
+        log.push(loss);
+        bar.set_message(format!("{:.4}", log.recent()));
+        bar.inc(1);
+        if (step + 1) % cfg.checkpoint_every == 0 {
+            save_checkpoint(&varmap, &cfg.work_dir, "vae", step + 1)?;
+        }
+    }
+    bar.finish();
+    save_checkpoint(&varmap, &cfg.work_dir, "vae", cfg.vae_steps)?;
+    let report = log.report(cfg.vae_steps - start, started);
+    tracing::info!(?report, "vae trained");
+    Ok((varmap, report))
+}
+
+/// Encodes the training pictures once with the trained VAE.
+struct EncodedSet {
+    /// Latent means and standard deviations, `[N, C, h, w]`.
+    mean: Tensor,
+    std: Tensor,
+    captions: Vec<String>,
+}
+
+fn encode_dataset(
+    vae: &TrainVae,
+    data: &FashionMnist,
+    seed: u64,
+    device: &Device,
+) -> Result<(EncodedSet, Tensor)> {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(noise::derive_seed(seed, 7));
+    let mut means = Vec::new();
+    let mut stds = Vec::new();
+    let mut captions = Vec::with_capacity(data.len());
+    let mut some_pictures = None;
+    let chunk = 256;
+    let bar = progress_bar(data.len(), 0, "enc");
+    for start in (0..data.len()).step_by(chunk) {
+        let indices: Vec<usize> = (start..(start + chunk).min(data.len())).collect();
+        let (pictures, caps) = data.diffusion_batch(&indices, &mut rng, device)?;
+        let (mean, logvar) = vae.encode(&pictures.detach())?;
+        means.push(mean.detach());
+        stds.push((logvar.clamp(-30f32, 20f32)? * 0.5)?.exp()?.detach());
+        captions.extend(caps);
+        if some_pictures.is_none() {
+            some_pictures = Some(pictures);
+        }
+        bar.inc(indices.len() as u64);
+    }
+    bar.finish();
+    let pictures = some_pictures.context("the training set is empty")?;
+    Ok((
+        EncodedSet {
+            mean: Tensor::cat(&means, 0)?,
+            std: Tensor::cat(&stds, 0)?,
+            captions,
+        },
+        pictures,
+    ))
+}
+
+/// Token ids of each distinct caption, computed once.
+struct CaptionIds {
+    ids: HashMap<String, Vec<u32>>,
+    len: usize,
+}
+
+impl CaptionIds {
+    fn new(tokenizer: &ClipTokenizer, captions: &[String]) -> Result<Self> {
+        let mut ids = HashMap::new();
+        for caption in captions.iter().map(String::as_str).chain([""]) {
+            if !ids.contains_key(caption) {
+                let tokens = tokenizer.encode(caption)?;
+                ids.insert(caption.to_string(), tokens.ids);
+            }
+        }
+        Ok(Self {
+            ids,
+            len: tokenizer.max_len(),
+        })
+    }
+
+    fn batch(&self, captions: &[&str], device: &Device) -> Result<Tensor> {
+        let mut flat = Vec::with_capacity(captions.len() * self.len);
+        for caption in captions {
+            flat.extend_from_slice(self.ids.get(*caption).context("caption was not tokenized")?);
+        }
+        Ok(Tensor::from_vec(flat, (captions.len(), self.len), device)?)
+    }
+}
+
+/// Stage 2: trains the UNet and the text encoder on VAE latents.
+pub fn train_unet(
+    cfg: &DiffusionTrainConfig,
+    arch: &EmbeddedArchitecture,
+    encoded: &EncodedLatents,
+    tokenizer: &ClipTokenizer,
+    device: &Device,
+) -> Result<(VarMap, VarMap, StageReport)> {
+    let mut unet_map = VarMap::new();
+    let mut text_map = VarMap::new();
+    let unet = TrainUNet::new(
+        VarBuilder::from_varmap(&unet_map, DType::F32, device),
+        arch.latent_channels,
+        arch.latent_channels,
+        &arch.unet_candle(),
+    )?;
+    let text = TrainTextEncoder::new(
+        VarBuilder::from_varmap(&text_map, DType::F32, device).pp("text_model"),
+        &arch.text_candle(),
+    )?;
+    let start = if cfg.resume {
+        let a = load_checkpoint(&mut unet_map, &cfg.work_dir, "unet")?;
+        let b = load_checkpoint(&mut text_map, &cfg.work_dir, "text_encoder")?;
+        a.min(b).unwrap_or(0)
+    } else {
+        0
+    };
+    let mut vars = unet_map.all_vars();
+    vars.extend(text_map.all_vars());
+    let mut opt = AdamW::new(
+        vars,
+        ParamsAdamW {
+            lr: 1e-3,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+    )?;
+
+    let schedule = ScheduleConfig::default();
+    let alphas = schedule.alphas_cumprod();
+    let n = encoded.set.captions.len();
+    let captions = CaptionIds::new(tokenizer, &encoded.set.captions)?;
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(noise::derive_seed(cfg.seed, 200 + start as u64));
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut rng);
+    let mut cursor = 0;
+    let mut log = LossLog::new(50);
+    let started = Instant::now();
+    let bar = progress_bar(cfg.unet_steps, start, "unet");
+    let base_lr = 1e-3;
+    for step in start..cfg.unet_steps {
+        // Cosine decay after a short warm-up.
+        let progress = step as f64 / cfg.unet_steps as f64;
+        let warm = ((step + 1) as f64 / 100.0).min(1.0);
+        opt.set_learning_rate(base_lr * warm * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())));
+
+        if cursor + cfg.unet_batch > n {
+            order.shuffle(&mut rng);
+            cursor = 0;
+        }
+        let batch: Vec<u32> = order[cursor..cursor + cfg.unet_batch.min(n)].iter().map(|&i| i as u32).collect();
+        cursor += batch.len();
+        let b = batch.len();
+        let index = Tensor::from_vec(batch.clone(), b, device)?;
+        let mean = encoded.set.mean.index_select(&index, 0)?;
+        let std = encoded.set.std.index_select(&index, 0)?;
+        let eps = noise::gaussian(rng.random(), mean.shape(), device)?;
+        let x0 = ((mean + (std * eps)?)? * encoded.scaling_factor)?;
+
+        let timesteps: Vec<usize> = (0..b).map(|_| rng.random_range(0..alphas.len())).collect();
+        let sqrt_a: Vec<f32> = timesteps.iter().map(|&t| alphas[t].sqrt() as f32).collect();
+        let sqrt_1ma: Vec<f32> = timesteps.iter().map(|&t| (1.0 - alphas[t]).sqrt() as f32).collect();
+        let sqrt_a = Tensor::from_vec(sqrt_a, (b, 1, 1, 1), device)?;
+        let sqrt_1ma = Tensor::from_vec(sqrt_1ma, (b, 1, 1, 1), device)?;
+        let noise_target = noise::gaussian(rng.random(), x0.shape(), device)?;
+        let noisy = (x0.broadcast_mul(&sqrt_a)? + noise_target.broadcast_mul(&sqrt_1ma)?)?;
+        let t = Tensor::from_vec(timesteps.iter().map(|&t| t as f32).collect::<Vec<_>>(), b, device)?;
+
+        let texts: Vec<&str> = batch
+            .iter()
+            .map(|&i| {
+                if rng.random::<f64>() < cfg.caption_dropout {
+                    ""
+                } else {
+                    encoded.set.captions[i as usize].as_str()
+                }
+            })
+            .collect();
+        let ids = captions.batch(&texts, device)?;
+        let context = text.forward(&ids)?;
+        let prediction = unet.forward(&noisy, &t, &context)?;
+        let loss = (prediction - noise_target)?.sqr()?.mean_all()?;
+        opt.backward_step(&loss)?;
+        let loss = loss.to_scalar::<f32>()?;
+        anyhow::ensure!(loss.is_finite(), "UNet loss became {loss} at step {step}");
+        log.push(loss);
+        bar.set_message(format!("{:.4}", log.recent()));
+        bar.inc(1);
+        if (step + 1) % cfg.checkpoint_every == 0 {
+            save_checkpoint(&unet_map, &cfg.work_dir, "unet", step + 1)?;
+            save_checkpoint(&text_map, &cfg.work_dir, "text_encoder", step + 1)?;
+        }
+    }
+    bar.finish();
+    save_checkpoint(&unet_map, &cfg.work_dir, "unet", cfg.unet_steps)?;
+    save_checkpoint(&text_map, &cfg.work_dir, "text_encoder", cfg.unet_steps)?;
+    let report = log.report(cfg.unet_steps - start, started);
+    tracing::info!(?report, "unet trained");
+    Ok((unet_map, text_map, report))
+}
+
+/// The training set in latent space, with the scaling that makes latents unit variance.
+pub struct EncodedLatents {
+    set: EncodedSet,
+    /// Multiplies raw VAE latents to unit variance (the VAE config's `scaling_factor`).
+    pub scaling_factor: f64,
+    /// Fitted projection from (scaled) latents to RGB, for previews.
+    pub latent_rgb: LatentRgb,
+}
+
+/// Encodes the data set and fits the latent scaling and the preview projection.
+pub fn encode_for_unet(
+    vae_map: &VarMap,
+    arch: &EmbeddedArchitecture,
+    data: &FashionMnist,
+    seed: u64,
+    device: &Device,
+) -> Result<EncodedLatents> {
+    let vae = TrainVae::new(VarBuilder::from_varmap(vae_map, DType::F32, device), 3, 3, &arch.vae_candle())?;
+    let (set, pictures) = encode_dataset(&vae, data, seed, device)?;
+    let std = set.mean.flatten_all()?.to_vec1::<f32>()?;
+    let mean_v = std.iter().map(|&v| f64::from(v)).sum::<f64>() / std.len() as f64;
+    let var = std.iter().map(|&v| (f64::from(v) - mean_v).powi(2)).sum::<f64>() / std.len() as f64;
+    let scaling_factor = 1.0 / var.sqrt().max(1e-6);
+
+    // Fit RGB = W * latent + b per latent cell against the picture averaged over each cell.
+    let n = pictures.dim(0)?;
+    let latents = (set.mean.narrow(0, 0, n)? * scaling_factor)?;
+    let down = pictures.avg_pool2d(arch.downscale())?;
+    let latent_rgb = embedded::fit_latent_rgb(&latents, &down)?;
+    Ok(EncodedLatents {
+        set,
+        scaling_factor,
+        latent_rgb,
+    })
+}
+
+/// Mean squared error of VAE reconstructions over some test pictures (for reports).
+pub fn vae_test_error(vae_map: &VarMap, arch: &EmbeddedArchitecture, test: &FashionMnist, device: &Device) -> Result<f32> {
+    let vae = TrainVae::new(VarBuilder::from_varmap(vae_map, DType::F32, device), 3, 3, &arch.vae_candle())?;
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+    let indices: Vec<usize> = (0..test.len().min(256)).collect();
+    let (pictures, _) = test.diffusion_batch(&indices, &mut rng, device)?;
+    let (mean, _) = vae.encode(&pictures)?;
+    let recon = vae.decode(&mean)?;
+    Ok((recon - pictures)?.sqr()?.mean_all()?.to_scalar::<f32>()?)
+}
