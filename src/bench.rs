@@ -1,0 +1,123 @@
+//! `interconcept bench`: how fast this machine makes pictures with a model.
+//!
+//! Speed targets live here, not in tests: timings depend on the machine and on what else runs.
+//! Reports medians of several runs.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use candle_core::{Device, Tensor};
+use clap::Args;
+
+use crate::engine::model::DiffusionModel;
+use crate::engine::pipeline::{self, SamplingParams};
+use crate::engine::scheduler::SamplerKind;
+use crate::worker::{Event, GenerateJob, Job, Worker};
+
+/// `interconcept bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Repetitions of each measurement (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Denoising steps per picture.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Pictures in the batch measurement.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Guidance scale.
+    #[arg(long, default_value_t = 4.0)]
+    pub guidance: f64,
+}
+
+fn median(mut xs: Vec<Duration>) -> Duration {
+    xs.sort();
+    xs.get(xs.len() / 2).copied().unwrap_or_default()
+}
+
+fn batch_run(model: &DiffusionModel, n: usize, params: &SamplingParams) -> Result<Duration> {
+    let seeds: Vec<u64> = (0..n as u64).collect();
+    let started = Instant::now();
+    let (cond, _) = model.encode_prompts(&["a sneaker"])?;
+    let cond = cond.repeat((n, 1, 1))?;
+    let initial = seeds
+        .iter()
+        .map(|&s| pipeline::initial_noise(model, s, params))
+        .collect::<Result<Vec<_>, _>>()?;
+    let initial = Tensor::cat(&initial, 0)?;
+    pipeline::generate(model, &cond, &initial, &seeds, params, &mut |_| true)?;
+    Ok(started.elapsed())
+}
+
+/// Runs the benchmark and prints one line per measurement.
+pub fn run(model_dir: &Path, args: &BenchArgs) -> Result<()> {
+    let runs = args.runs.max(1);
+    let started = Instant::now();
+    let model = DiffusionModel::load(model_dir, &Device::Cpu)?;
+    println!("model {} loaded in {:.0} ms", model.id.name, started.elapsed().as_secs_f64() * 1e3);
+    let params = SamplingParams {
+        num_steps: args.steps,
+        guidance_scale: args.guidance,
+        sampler: SamplerKind::Ddim,
+        width: model.default_size,
+        height: model.default_size,
+    };
+
+    // Warm up once, then time.
+    batch_run(&model, 1, &params)?;
+    let single = median((0..runs).map(|_| batch_run(&model, 1, &params)).collect::<Result<_>>()?);
+    println!(
+        "one {}-step picture ({}x{}, guidance {}): {:.1} ms (median of {runs})",
+        args.steps,
+        params.width,
+        params.height,
+        args.guidance,
+        single.as_secs_f64() * 1e3
+    );
+    let batch = median(
+        (0..runs.min(3))
+            .map(|_| batch_run(&model, args.batch, &params))
+            .collect::<Result<_>>()?,
+    );
+    println!(
+        "a batch of {} pictures: {:.0} ms ({:.1} ms per picture)",
+        args.batch,
+        batch.as_secs_f64() * 1e3,
+        batch.as_secs_f64() * 1e3 / args.batch as f64
+    );
+
+    // First preview through the worker, model already loaded.
+    let mut worker = Worker::spawn(model_dir.to_path_buf(), Device::Cpu, Box::new(|| {}));
+    let mut latencies = Vec::new();
+    for run in 0..=runs {
+        let job = Job::Generate(GenerateJob {
+            prompt: "a sneaker".into(),
+            seed: run as u64,
+            params: params.clone(),
+        });
+        let sent = Instant::now();
+        let id = worker.submit(job).map_err(anyhow::Error::msg)?;
+        let mut first_preview = None;
+        loop {
+            match worker.recv_timeout(Duration::from_secs(120)).context("worker went silent")? {
+                Event::Preview { id: got, .. } if got == id && first_preview.is_none() => {
+                    first_preview = Some(sent.elapsed());
+                }
+                Event::Finished { id: got, .. } if got == id => break,
+                Event::Failed { error, .. } => anyhow::bail!(error),
+                _ => {}
+            }
+        }
+        // The first run includes loading the model into the worker.
+        if run > 0 {
+            latencies.extend(first_preview);
+        }
+    }
+    println!(
+        "first preview of a new job: {:.1} ms after submission (median of {runs})",
+        median(latencies).as_secs_f64() * 1e3
+    );
+    Ok(())
+}

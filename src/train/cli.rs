@@ -1,0 +1,289 @@
+//! `interconcept train` and `interconcept eval`: making the embedded model and judging it.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use clap::{Args, ValueEnum};
+
+use super::diffusion::{self, DiffusionTrainConfig};
+use super::embedded::{self, EmbeddedArchitecture, TrainedParts};
+use super::fashion_mnist::{class_prompt, FashionMnist, Split, CLASS_NAMES};
+use super::meter::{train_meter, MeterTrainConfig};
+use super::modules::TrainVae;
+use crate::engine::meter::ConceptMeter;
+use crate::engine::model::{embedded_model_dir, DiffusionModel};
+use crate::engine::pipeline::{self, Picture, SamplingParams};
+use crate::engine::scheduler::SamplerKind;
+use crate::engine::tokenizer::ClipTokenizer;
+
+/// The folder of the concept meter that ships with the program.
+pub fn embedded_meter_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/meter"))
+}
+
+/// Which parts to train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Stage {
+    /// The meter, the VAE, then the UNet and text encoder.
+    All,
+    /// Only the concept meter.
+    Meter,
+    /// The VAE, then the UNet and text encoder.
+    Diffusion,
+    /// Only the UNet and text encoder, over the VAE checkpoint in the work folder.
+    Unet,
+}
+
+/// `interconcept train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Fashion-MNIST folder (Debian's dataset-fashion-mnist package).
+    #[arg(long, default_value = super::fashion_mnist::DEFAULT_DIR)]
+    pub data: PathBuf,
+    /// Where the finished model goes (diffusers layout).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Where the finished concept meter goes.
+    #[arg(long)]
+    pub meter_out: Option<PathBuf>,
+    /// Checkpoints while training.
+    #[arg(long, default_value = "runs/train")]
+    pub work: PathBuf,
+    /// What to train.
+    #[arg(long, value_enum, default_value = "all")]
+    pub stage: Stage,
+    /// VAE optimiser steps.
+    #[arg(long, default_value_t = 1500)]
+    pub vae_steps: usize,
+    /// UNet optimiser steps.
+    #[arg(long, default_value_t = 3000)]
+    pub unet_steps: usize,
+    /// UNet batch size.
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// Use only the first N training images.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Seed of everything random.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Continue from the checkpoints in the work folder.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+/// Runs `interconcept train`.
+pub fn train(args: &TrainArgs) -> Result<()> {
+    let started = Instant::now();
+    let device = Device::Cpu;
+    let out = args.out.clone().unwrap_or_else(embedded_model_dir);
+    let meter_out = args.meter_out.clone().unwrap_or_else(embedded_meter_dir);
+
+    if matches!(args.stage, Stage::All | Stage::Meter) {
+        let report = train_meter(&MeterTrainConfig {
+            data_dir: args.data.clone(),
+            out_dir: meter_out.clone(),
+            max_train_images: args.limit,
+            seed: args.seed,
+            progress_bar: true,
+            ..Default::default()
+        })?;
+        println!(
+            "concept meter: {:.2}% on {} test images, trained in {:.0} s -> {}",
+            report.test_accuracy * 100.0,
+            report.num_test_images,
+            report.train_seconds,
+            meter_out.display()
+        );
+    }
+    if args.stage == Stage::Meter {
+        return Ok(());
+    }
+
+    let mut data = FashionMnist::load(&args.data, Split::Train)?;
+    if let Some(limit) = args.limit {
+        data = data.truncated(limit);
+    }
+    let test = FashionMnist::load(&args.data, Split::Test)?;
+    let cfg = DiffusionTrainConfig {
+        data_dir: args.data.clone(),
+        work_dir: args.work.clone(),
+        out_dir: out.clone(),
+        tokenizer_dir: embedded_model_dir().join("tokenizer"),
+        vae_steps: args.vae_steps,
+        unet_steps: args.unet_steps,
+        unet_batch: args.batch,
+        limit: args.limit,
+        seed: args.seed,
+        resume: args.resume || args.stage == Stage::Unet,
+        ..Default::default()
+    };
+    let arch = EmbeddedArchitecture::default();
+    let tokenizer = ClipTokenizer::from_dir(&cfg.tokenizer_dir)?;
+
+    let vae_map = if args.stage == Stage::Unet {
+        let mut map = VarMap::new();
+        TrainVae::new(VarBuilder::from_varmap(&map, DType::F32, &device), 3, 3, &arch.vae_candle())?;
+        let path = args.work.join("vae.safetensors");
+        map.load(&path)
+            .with_context(|| format!("no VAE checkpoint at {}; train the VAE first", path.display()))?;
+        map
+    } else {
+        let (map, report) = diffusion::train_vae(&cfg, &arch, &data, &device)?;
+        println!(
+            "vae: loss {:.4} -> {:.4} in {:.0} s",
+            report.first_loss, report.last_loss, report.seconds
+        );
+        map
+    };
+    println!(
+        "vae: test reconstruction MSE {:.4}",
+        diffusion::vae_test_error(&vae_map, &arch, &test, &device)?
+    );
+
+    let encoded = diffusion::encode_for_unet(&vae_map, &arch, &data, args.seed, &device)?;
+    let (unet_map, text_map, report) =
+        diffusion::train_unet(&cfg, &arch, &encoded, &tokenizer, &device)?;
+    println!(
+        "unet: loss {:.4} -> {:.4} in {:.0} s",
+        report.first_loss, report.last_loss, report.seconds
+    );
+    embedded::export(
+        &arch,
+        &TrainedParts {
+            unet: &unet_map,
+            vae: &vae_map,
+            text_encoder: &text_map,
+            scaling_factor: encoded.scaling_factor,
+            latent_rgb: encoded.latent_rgb.clone(),
+        },
+        &cfg.tokenizer_dir,
+        &out,
+    )?;
+    println!(
+        "model written to {} in {:.1} min in all",
+        out.display(),
+        started.elapsed().as_secs_f64() / 60.0
+    );
+    Ok(())
+}
+
+/// `interconcept eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Seeds per class prompt.
+    #[arg(long, default_value_t = 20)]
+    pub seeds: usize,
+    /// Denoising steps.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Guidance scale.
+    #[arg(long, default_value_t = 4.0)]
+    pub guidance: f64,
+    /// Concept meter folder.
+    #[arg(long)]
+    pub meter: Option<PathBuf>,
+    /// Fail unless at least this share of all pictures is recognised (0..1).
+    #[arg(long)]
+    pub require: Option<f32>,
+}
+
+/// One class's result in an evaluation.
+#[derive(Debug, Clone)]
+pub struct ClassScore {
+    /// The prompt.
+    pub prompt: String,
+    /// Pictures the meter labels as the prompt's class.
+    pub recognised: usize,
+    /// Pictures made.
+    pub total: usize,
+}
+
+/// Converts pictures to the meter's input, `[B, 3, H, W]` in [0, 1].
+pub fn pictures_to_tensor(pictures: &[Picture], device: &Device) -> Result<Tensor> {
+    let Some(first) = pictures.first() else {
+        bail!("no pictures");
+    };
+    let (w, h) = (first.width, first.height);
+    let mut data = Vec::with_capacity(pictures.len() * 3 * w * h);
+    for p in pictures {
+        for c in 0..3 {
+            data.extend((0..w * h).map(|i| f32::from(p.rgb[i * 3 + c]) / 255.0));
+        }
+    }
+    Ok(Tensor::from_vec(data, (pictures.len(), 3, h, w), device)?)
+}
+
+/// Generates `seeds` pictures of each class prompt and asks the meter what they show.
+pub fn evaluate(
+    model: &DiffusionModel,
+    meter: &ConceptMeter,
+    seeds: usize,
+    params: &SamplingParams,
+) -> Result<Vec<ClassScore>> {
+    let mut scores = Vec::new();
+    for class in 0..CLASS_NAMES.len() {
+        let prompt = class_prompt(class);
+        let seed_list: Vec<u64> = (0..seeds as u64).collect();
+        let (cond, _) = model.encode_prompts(&[prompt.as_str()])?;
+        let cond = cond.repeat((seeds, 1, 1))?;
+        let initial = seed_list
+            .iter()
+            .map(|&s| pipeline::initial_noise(model, s, params))
+            .collect::<Result<Vec<_>, _>>()?;
+        let initial = Tensor::cat(&initial, 0)?;
+        let pictures =
+            pipeline::generate(model, &cond, &initial, &seed_list, params, &mut |_| true)?;
+        let labels = meter.classify(&pictures_to_tensor(&pictures, &model.device)?)?;
+        let recognised = labels.iter().filter(|(label, _)| *label == class).count();
+        scores.push(ClassScore {
+            prompt,
+            recognised,
+            total: seeds,
+        });
+    }
+    Ok(scores)
+}
+
+/// Runs `interconcept eval`.
+pub fn eval(model_dir: &Path, args: &EvalArgs) -> Result<()> {
+    let model = DiffusionModel::load(model_dir, &Device::Cpu)?;
+    let meter_dir = args.meter.clone().unwrap_or_else(embedded_meter_dir);
+    let meter = ConceptMeter::load(&meter_dir)?;
+    let params = SamplingParams {
+        num_steps: args.steps,
+        guidance_scale: args.guidance,
+        sampler: SamplerKind::Ddim,
+        width: model.default_size,
+        height: model.default_size,
+    };
+    let scores = evaluate(&model, &meter, args.seeds, &params)?;
+    let mut recognised = 0;
+    let mut total = 0;
+    for s in &scores {
+        println!(
+            "{:<24} {:>3}/{:<3} {:5.1}%",
+            s.prompt,
+            s.recognised,
+            s.total,
+            100.0 * s.recognised as f64 / s.total as f64
+        );
+        recognised += s.recognised;
+        total += s.total;
+    }
+    let share = recognised as f32 / total.max(1) as f32;
+    let worst = scores
+        .iter()
+        .map(|s| s.recognised as f32 / s.total.max(1) as f32)
+        .fold(1.0, f32::min);
+    println!("overall {recognised}/{total} {:.1}%, worst prompt {:.1}%", share * 100.0, worst * 100.0);
+    if let Some(required) = args.require
+        && share < required
+    {
+        bail!("{:.1}% recognised, {:.1}% required", share * 100.0, required * 100.0);
+    }
+    Ok(())
+}
