@@ -3,9 +3,12 @@
 
 pub mod config;
 pub mod error;
+pub mod model;
 pub mod noise;
+pub mod pipeline;
 pub mod preview;
 pub mod scheduler;
+pub mod tokenizer;
 pub mod weights;
 
 pub use error::{EngineError, Result};

@@ -1,0 +1,405 @@
+//! CLIP's byte-pair tokenizer: turns a prompt into the 77 token ids the text encoder reads.
+//!
+//! Owns loading a diffusers `tokenizer/` folder (`vocab.json`, `merges.txt` and, when present,
+//! `special_tokens_map.json` / `tokenizer_config.json` for the pad token) and encoding a prompt
+//! into BOS, at most 75 tokens, EOS and padding, reporting the text that did not fit.
+//!
+//! The `tokenizers` pipeline is the one Hugging Face's `CLIPTokenizerFast` builds: NFC, runs of
+//! whitespace to one space, lowercase; CLIP's split pattern, then byte-level symbols without a
+//! prefix space; BPE whose word-final symbols end in `</w>`; `<|startoftext|>` and
+//! `<|endoftext|>` as special tokens around the text. The fast tokenizer differs from OpenAI's
+//! (and from the slow `CLIPTokenizer`, its Python port, which Stable Diffusion was trained with)
+//! in one place: OpenAI's runs `ftfy.fix_text` first. So every piece of the prompt between
+//! special tokens first goes through [`clean`], which redoes ftfy's cheap fixes (HTML entities,
+//! curly quotes, fullwidth forms, ligatures, control characters, Windows-1252 C1 characters) and
+//! lowercases with Unicode's final-sigma rule as Python does. With that the ids equal the slow
+//! tokenizer's on every prompt in `tests/data/clip_token_ids.json` except ftfy's mojibake repair
+//! (`cafÃ©` for `café`), which is left out on purpose: it guesses encodings heuristically.
+//!
+//! Stable Diffusion 1.x pads with `<|endoftext|>` (49407), 2.x with `!` (id 0); the pad token is
+//! read from the folder. A prompt longer than 75 tokens keeps its first 75, as CLIP does.
+
+mod clean;
+mod tables;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tokenizers::models::bpe::{BPE, Vocab};
+use tokenizers::normalizers::{Lowercase, NFC, Replace, Sequence as NormalizerSequence};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::sequence::Sequence as PreTokenizerSequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
+
+/// CLIP's BOS token, which opens every sequence.
+pub const BOS_TOKEN: &str = "<|startoftext|>";
+
+/// CLIP's EOS token, which closes the prompt (and pads it in SD 1.x).
+pub const EOS_TOKEN: &str = "<|endoftext|>";
+
+/// The sequence length of CLIP's text encoder: BOS, 75 prompt tokens, EOS.
+pub const MAX_LEN: usize = 77;
+
+/// CLIP's split pattern: contractions, letter runs, single digits, runs of other symbols.
+const SPLIT_PATTERN: &str = r"'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
+
+/// The suffix BPE symbols carry at the end of a word.
+const END_OF_WORD: &str = "</w>";
+
+/// What can go wrong loading a tokenizer folder or encoding a prompt.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizerError {
+    /// A required file is not there.
+    #[error("tokenizer file not found: {}", path.display())]
+    Missing {
+        /// The file that was looked for.
+        path: PathBuf,
+    },
+
+    /// A file exists but could not be read.
+    #[error("cannot read tokenizer file {}", path.display())]
+    Read {
+        /// The file that failed.
+        path: PathBuf,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+
+    /// A file was read but its content is not what a CLIP tokenizer needs.
+    #[error("{reason} in {}", path.display())]
+    Corrupt {
+        /// What is wrong, e.g. "merges.txt line 7 has 3 symbols, expected 2".
+        reason: String,
+        /// The file at fault.
+        path: PathBuf,
+    },
+
+    /// The `tokenizers` library refused the prompt.
+    #[error("cannot tokenize the prompt")]
+    Encode(#[source] tokenizers::Error),
+}
+
+/// A prompt as the text encoder reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tokens {
+    /// Always [`MAX_LEN`] ids: BOS, the prompt's tokens, EOS, then padding.
+    pub ids: Vec<u32>,
+    /// How many ids are real tokens, BOS and EOS included (2 for an empty prompt).
+    pub num_tokens: usize,
+    /// The part of the prompt that did not fit, decoded from the dropped tokens (lowercase, one
+    /// space between words); `None` when the whole prompt fits.
+    pub truncated: Option<String>,
+}
+
+/// CLIP's BPE tokenizer with the pad token of one model.
+#[derive(Clone)]
+pub struct ClipTokenizer {
+    tokenizer: Tokenizer,
+    bos_id: u32,
+    eos_id: u32,
+    pad_id: u32,
+}
+
+impl std::fmt::Debug for ClipTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClipTokenizer")
+            .field("vocab_size", &self.tokenizer.get_vocab_size(true))
+            .field("pad_id", &self.pad_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClipTokenizer {
+    /// Loads a diffusers `tokenizer/` folder: `vocab.json` and `merges.txt` are required; the pad
+    /// token comes from `special_tokens_map.json`, else `tokenizer_config.json`, else EOS.
+    pub fn from_dir(dir: &Path) -> Result<Self, TokenizerError> {
+        let vocab_path = dir.join("vocab.json");
+        let vocab: HashMap<String, u32> = parse_json(&vocab_path, &read_file(&vocab_path)?)?;
+        let merges_path = dir.join("merges.txt");
+        let merges = parse_merges(&merges_path, &read_file(&merges_path)?)?;
+
+        // The special tokens must be in the vocabulary, with the ids CLIP gives them.
+        let id_of = |token: &str| {
+            vocab
+                .get(token)
+                .copied()
+                .ok_or_else(|| TokenizerError::Corrupt {
+                    reason: format!("token {token:?} is not in the vocabulary"),
+                    path: vocab_path.clone(),
+                })
+        };
+        let bos_id = id_of(BOS_TOKEN)?;
+        let eos_id = id_of(EOS_TOKEN)?;
+        let pad_id = match read_pad_token(dir)? {
+            Some((token, path)) => {
+                vocab
+                    .get(&token)
+                    .copied()
+                    .ok_or_else(|| TokenizerError::Corrupt {
+                        reason: format!("pad token {token:?} is not in the vocabulary"),
+                        path,
+                    })?
+            }
+            None => eos_id,
+        };
+
+        let tokenizer = build_tokenizer(vocab.into_iter().collect(), merges).map_err(|e| {
+            TokenizerError::Corrupt {
+                reason: format!("vocab.json and merges.txt do not form a BPE model: {e}"),
+                path: merges_path,
+            }
+        })?;
+        Ok(Self {
+            tokenizer,
+            bos_id,
+            eos_id,
+            pad_id,
+        })
+    }
+
+    /// Encodes a prompt into exactly [`MAX_LEN`] ids. An empty prompt gives BOS, EOS and
+    /// padding: the unconditional input of classifier-free guidance.
+    pub fn encode(&self, prompt: &str) -> Result<Tokens, TokenizerError> {
+        let cleaned = clean_around_special_tokens(prompt);
+        let encoding = self
+            .tokenizer
+            .encode(cleaned.as_str(), false)
+            .map_err(TokenizerError::Encode)?;
+        let tokens = encoding.get_ids();
+
+        // BOS, the first 75 tokens, EOS; what is left over is reported, not silently lost.
+        let kept = tokens.len().min(MAX_LEN - 2);
+        let mut ids = Vec::with_capacity(MAX_LEN);
+        ids.push(self.bos_id);
+        ids.extend_from_slice(&tokens[..kept]);
+        ids.push(self.eos_id);
+        let num_tokens = ids.len();
+        ids.resize(MAX_LEN, self.pad_id);
+
+        let truncated = (kept < tokens.len()).then(|| self.decode(&tokens[kept..]));
+        Ok(Tokens {
+            ids,
+            num_tokens,
+            truncated,
+        })
+    }
+
+    /// Turns ids back into text as CLIP does: bytes joined, `</w>` read as a space, trimmed.
+    /// The text is the cleaned, lowercase form of the prompt; ids outside the vocabulary are
+    /// skipped, bytes that do not form UTF-8 become U+FFFD.
+    pub fn decode(&self, ids: &[u32]) -> String {
+        let symbols: String = ids
+            .iter()
+            .filter_map(|&id| self.tokenizer.id_to_token(id))
+            .collect();
+        let bytes: Vec<u8> = symbols
+            .replace(END_OF_WORD, " ")
+            .chars()
+            .filter_map(byte_of_symbol)
+            .collect();
+        String::from_utf8_lossy(&bytes).trim().to_owned()
+    }
+
+    /// The number of ids [`Self::encode`] returns: 77.
+    pub fn max_len(&self) -> usize {
+        MAX_LEN
+    }
+
+    /// The id that fills the sequence after EOS: 49407 for SD 1.x, 0 for SD 2.x.
+    pub fn pad_id(&self) -> u32 {
+        self.pad_id
+    }
+
+    /// The id of `<|startoftext|>`, which opens every sequence.
+    pub fn bos_id(&self) -> u32 {
+        self.bos_id
+    }
+
+    /// The id of `<|endoftext|>`, which closes the prompt.
+    pub fn eos_id(&self) -> u32 {
+        self.eos_id
+    }
+}
+
+/// Builds the `tokenizers` pipeline of `CLIPTokenizerFast`, less its post-processor and
+/// decoder: [`ClipTokenizer::encode`] adds BOS and EOS itself, [`ClipTokenizer::decode`] reads
+/// `</w>` as a space, which the byte-level decoder does not.
+fn build_tokenizer(vocab: Vocab, merges: Vec<(String, String)>) -> tokenizers::Result<Tokenizer> {
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .unk_token(EOS_TOKEN.to_owned())
+        .continuing_subword_prefix(String::new())
+        .end_of_word_suffix(END_OF_WORD.to_owned())
+        .fuse_unk(false)
+        .build()?;
+
+    let mut tokenizer = Tokenizer::new(bpe);
+    tokenizer.with_normalizer(Some(NormalizerSequence::new(vec![
+        NFC.into(),
+        Replace::new(
+            tokenizers::normalizers::replace::ReplacePattern::Regex(r"\s+".into()),
+            " ",
+        )?
+        .into(),
+        Lowercase.into(),
+    ])));
+    tokenizer.with_pre_tokenizer(Some(PreTokenizerSequence::new(vec![
+        Split::new(
+            SplitPattern::Regex(SPLIT_PATTERN.into()),
+            SplitDelimiterBehavior::Removed,
+            true,
+        )?
+        .into(),
+        ByteLevel::new(false, true, true).into(),
+    ])));
+    tokenizer.add_special_tokens(&[
+        AddedToken::from(BOS_TOKEN, true).normalized(true),
+        AddedToken::from(EOS_TOKEN, true).normalized(true),
+    ]);
+    Ok(tokenizer)
+}
+
+/// Cleans the text between special tokens piece by piece, as the slow tokenizer does after
+/// splitting them out; special tokens match regardless of case, as after lowercasing.
+fn clean_around_special_tokens(prompt: &str) -> String {
+    let lower = prompt.to_ascii_lowercase();
+    let mut out = String::with_capacity(prompt.len());
+    let mut start = 0;
+    let mut at = 0;
+    while at < prompt.len() {
+        let special = [BOS_TOKEN, EOS_TOKEN]
+            .into_iter()
+            .find(|token| lower[at..].starts_with(token));
+        match special {
+            Some(token) => {
+                out.push_str(&clean::clean_prompt(&prompt[start..at]));
+                out.push_str(token);
+                at += token.len();
+                start = at;
+            }
+            None => at += lower[at..].chars().next().map_or(1, char::len_utf8),
+        }
+    }
+    out.push_str(&clean::clean_prompt(&prompt[start..]));
+    out
+}
+
+/// The byte a byte-level symbol stands for (GPT-2's `bytes_to_unicode`, inverted): printable
+/// Latin-1 characters stand for themselves, the other 68 bytes for U+0100 on, in byte order.
+fn byte_of_symbol(symbol: char) -> Option<u8> {
+    let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xa1..=0xac | 0xae..=0xff);
+    let code = u32::from(symbol);
+    if let Ok(b) = u8::try_from(code)
+        && printable(b)
+    {
+        return Some(b);
+    }
+    if symbol == ' ' {
+        return Some(b' ');
+    }
+    let rank = usize::try_from(code.checked_sub(0x100)?).ok()?;
+    (0..=255u8).filter(|&b| !printable(b)).nth(rank)
+}
+
+/// Reads the pad token, if the folder names one, with the file that named it.
+fn read_pad_token(dir: &Path) -> Result<Option<(String, PathBuf)>, TokenizerError> {
+    /// `pad_token` is a plain string or an `AddedToken` object with a `content` field.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum TokenSpec {
+        Plain(String),
+        Added { content: String },
+    }
+
+    #[derive(Deserialize)]
+    struct PadOnly {
+        pad_token: Option<TokenSpec>,
+    }
+
+    // special_tokens_map.json overrides tokenizer_config.json, as in transformers.
+    for name in ["special_tokens_map.json", "tokenizer_config.json"] {
+        let path = dir.join(name);
+        let text = match read_file(&path) {
+            Ok(text) => text,
+            Err(TokenizerError::Missing { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        let token = match parse_json::<PadOnly>(&path, &text)?.pad_token {
+            Some(TokenSpec::Plain(token) | TokenSpec::Added { content: token }) => token,
+            None => continue,
+        };
+        return Ok(Some((token, path)));
+    }
+    Ok(None)
+}
+
+/// Reads a whole text file, telling a missing file from an unreadable one.
+fn read_file(path: &Path) -> Result<String, TokenizerError> {
+    std::fs::read_to_string(path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => TokenizerError::Missing {
+            path: path.to_owned(),
+        },
+        _ => TokenizerError::Read {
+            path: path.to_owned(),
+            source,
+        },
+    })
+}
+
+/// Parses JSON, naming the file and the position on failure.
+fn parse_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+) -> Result<T, TokenizerError> {
+    serde_json::from_str(text).map_err(|e| TokenizerError::Corrupt {
+        reason: format!("invalid JSON ({e})"),
+        path: path.to_owned(),
+    })
+}
+
+/// Parses `merges.txt`: an optional `#version` line, then one merge of two symbols per line.
+fn parse_merges(path: &Path, text: &str) -> Result<Vec<(String, String)>, TokenizerError> {
+    let mut merges = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.starts_with("#version") || line.is_empty() {
+            continue;
+        }
+        let mut parts = line.split(' ');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(a), Some(b), None) if !a.is_empty() && !b.is_empty() => {
+                merges.push((a.to_owned(), b.to_owned()));
+            }
+            _ => {
+                return Err(TokenizerError::Corrupt {
+                    reason: format!("line {} is {line:?}, expected two symbols", i + 1),
+                    path: path.to_owned(),
+                });
+            }
+        }
+    }
+    Ok(merges)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_symbols_invert_gpt2_table() {
+        assert_eq!(byte_of_symbol('a'), Some(b'a'));
+        assert_eq!(byte_of_symbol('Ġ'), Some(b' '));
+        assert_eq!(byte_of_symbol('Ā'), Some(0));
+        assert_eq!(byte_of_symbol('Ń'), Some(0xad));
+        assert_eq!(byte_of_symbol('ń'), None);
+    }
+
+    #[test]
+    fn special_tokens_split_before_cleaning() {
+        assert_eq!(
+            clean_around_special_tokens("A&amp;<|EndOfText|>  B <i>"),
+            "a&<|endoftext|>b <i>"
+        );
+    }
+}
