@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod cli;
 pub mod engine;
+pub mod gui;
 pub mod recipe;
 pub mod train;
 pub mod worker;

@@ -4,7 +4,7 @@
 //! beside it when asked), so that any picture can be made again, byte for byte, on the same
 //! build and machine.
 
-use std::io::{BufWriter, Write};
+use std::io::BufWriter;
 use std::path::Path;
 
 use anyhow::{bail, Context};
@@ -94,9 +94,7 @@ pub fn write_png_rgb(
         encoder.add_itxt_chunk(PNG_KEYWORD.to_string(), json.to_string())?;
         let mut writer = encoder.write_header()?;
         writer.write_image_data(rgb)?;
-        let mut inner = writer.into_stream()?;
-        inner.flush()?;
-        drop(inner);
+        writer.finish()?;
         std::fs::rename(&tmp, path)?;
         Ok(())
     })();

@@ -8,6 +8,7 @@ pub mod noise;
 pub mod pipeline;
 pub mod preview;
 pub mod scheduler;
+pub mod meter;
 pub mod tokenizer;
 pub mod weights;
 

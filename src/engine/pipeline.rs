@@ -173,7 +173,10 @@ pub fn denoise(
         let output = if params.uses_guidance() {
             let uncond = output.narrow(0, 0, batch).stage("guidance")?;
             let cond = output.narrow(0, batch, batch).stage("guidance")?;
-            (&uncond + ((cond - &uncond)? * params.guidance_scale)?).stage("guidance")?
+            (cond - &uncond)
+                .and_then(|d| d * params.guidance_scale)
+                .and_then(|d| &uncond + d)
+                .stage("guidance")?
         } else {
             output
         };
@@ -211,7 +214,14 @@ pub fn decode(model: &DiffusionModel, latents: &Tensor) -> Result<Vec<Picture>> 
     let (batch, _, h, w) = latents.dims4().stage("decode")?;
     let (height, width) = (h * model.vae_downscale, w * model.vae_downscale);
     let scaled = (latents / model.vae_scaling_factor).stage("decode")?;
-    let images = model.vae.decode(&scaled).stage("vae decode")?;
+    // One picture at a time: candle-core 0.11's CPU matmul is wrong for a transposed left
+    // operand broadcast over a batch, which the VAE's mid-block attention produces for batches
+    // larger than one (candle issue 3744).
+    let images = (0..batch)
+        .map(|b| scaled.narrow(0, b, 1).and_then(|l| model.vae.decode(&l)))
+        .collect::<candle_core::Result<Vec<_>>>()
+        .and_then(|parts| Tensor::cat(&parts, 0))
+        .stage("vae decode")?;
     let values = images
         .to_dtype(DType::F32)
         .and_then(|t| t.flatten_all())

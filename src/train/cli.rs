@@ -56,13 +56,13 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value = "all")]
     pub stage: Stage,
     /// VAE optimiser steps.
-    #[arg(long, default_value_t = 1500)]
+    #[arg(long, default_value_t = 1000)]
     pub vae_steps: usize,
     /// UNet optimiser steps.
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = 2000)]
     pub unet_steps: usize,
     /// UNet batch size.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 64)]
     pub batch: usize,
     /// Use only the first N training images.
     #[arg(long)]

@@ -67,7 +67,7 @@ impl Default for DiffusionTrainConfig {
             out_dir: crate::engine::model::embedded_model_dir(),
             tokenizer_dir: crate::engine::model::embedded_model_dir().join("tokenizer"),
             vae_steps: 1500,
-            vae_batch: 32,
+            vae_batch: 16,
             unet_steps: 3000,
             unet_batch: 128,
             limit: None,
@@ -214,8 +214,8 @@ pub fn train_vae(
         let recon = vae.decode(&z)?;
         let rec_loss = (recon - &pictures)?.sqr()?.mean_all()?;
         // KL to N(0, 1), per latent value, weighted lightly as latent diffusion does.
-        let kl = ((mean.sqr()? + logvar.exp()? - 1.0)? - &logvar)?.mean_all()? * 0.5;
-        let loss = (&rec_loss + (kl? * 1e-3)?)?;
+        let kl = (((mean.sqr()? + logvar.exp()?)? - 1.0)? - &logvar)?.mean_all()?;
+        let loss = (&rec_loss + (kl * 5e-4)?)?;
         opt.backward_step(&loss)?;
         let loss = rec_loss.to_scalar::<f32>()?;
         anyhow::ensure!(loss.is_finite(), "VAE loss became {loss} at step {step}");

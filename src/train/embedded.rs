@@ -53,7 +53,7 @@ impl Default for EmbeddedArchitecture {
             latent_channels: 4,
             vae_channels: vec![16, 32, 32],
             vae_groups: 8,
-            unet_channels: vec![32, 64],
+            unet_channels: vec![64, 64],
             unet_heads: 4,
             unet_groups: 8,
             text_width: 64,

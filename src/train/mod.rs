@@ -4,4 +4,6 @@
 pub mod cli;
 pub mod diffusion;
 pub mod embedded;
+pub mod fashion_mnist;
+pub mod meter;
 pub mod modules;

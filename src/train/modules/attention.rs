@@ -6,9 +6,9 @@
 //! sliced attention are not offered (sliced attention computes the same values in pieces).
 
 use candle_core::{D, Module, Result, Tensor};
-use candle_nn::{Conv2d, GroupNorm, Linear, VarBuilder};
+use candle_nn::{GroupNorm, Linear, VarBuilder};
 
-use super::layers::{LayerNorm, group_norm, softmax_last_dim};
+use super::layers::{Conv2d, LayerNorm, conv2d, group_norm, softmax_last_dim};
 
 /// Multi-head attention of a sequence on itself or on a context (`to_q`, `to_k`, `to_v`,
 /// `to_out.0`).
@@ -187,22 +187,9 @@ impl SpatialTransformer {
                 Proj::Linear(candle_nn::linear(channels, inner_dim, vb.pp("proj_out"))?),
             )
         } else {
-            let cfg = Default::default();
             (
-                Proj::Conv(candle_nn::conv2d(
-                    channels,
-                    inner_dim,
-                    1,
-                    cfg,
-                    vb.pp("proj_in"),
-                )?),
-                Proj::Conv(candle_nn::conv2d(
-                    inner_dim,
-                    channels,
-                    1,
-                    cfg,
-                    vb.pp("proj_out"),
-                )?),
+                Proj::Conv(conv2d(channels, inner_dim, 1, 0, 1, vb.pp("proj_in"))?),
+                Proj::Conv(conv2d(inner_dim, channels, 1, 0, 1, vb.pp("proj_out"))?),
             )
         };
         let vb_blocks = vb.pp("transformer_blocks");

@@ -82,7 +82,73 @@ pub fn group_norm(
     candle_nn::group_norm(num_groups, num_channels, eps, vb)
 }
 
-/// A 3x3 (or other odd-sized) convolution with bias and the given padding and stride.
+/// A 2D convolution with bias, loading the same `weight` `[out, in, k, k]` and `bias` `[out]`
+/// tensors as `candle_nn::conv2d`, computed as an explicit im2col and one batched matmul.
+///
+/// candle's own convolution computes the same values, but its backward pass goes through
+/// `conv_transpose2d`, whose CPU kernel is a direct loop: training the embedded model with it
+/// was about ten times slower. Shifted views, a stack and a matmul all have fast backward passes.
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    weight: Tensor,
+    bias: Tensor,
+    kernel_size: usize,
+    padding: usize,
+    stride: usize,
+}
+
+impl Module for Conv2d {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let (batch, channels, _, _) = xs.dims4()?;
+        let (k, pad, stride) = (self.kernel_size, self.padding, self.stride);
+        let out_channels = self.weight.dim(0)?;
+        let xs = if pad > 0 {
+            xs.pad_with_zeros(2, pad, pad)?.pad_with_zeros(3, pad, pad)?
+        } else {
+            xs.clone()
+        };
+        let (_, _, height, width) = xs.dims4()?;
+        let out_h = (height - k) / stride + 1;
+        let out_w = (width - k) / stride + 1;
+
+        // Columns: one shifted (and strided) view of the input per kernel position.
+        let strided = |len: usize| -> Result<Option<Tensor>> {
+            if stride == 1 {
+                return Ok(None);
+            }
+            let idx: Vec<u32> = (0..len).map(|i| (i * stride) as u32).collect();
+            Ok(Some(Tensor::from_vec(idx, len, xs.device())?))
+        };
+        let (rows_idx, cols_idx) = (strided(out_h)?, strided(out_w)?);
+        let span_h = (out_h - 1) * stride + 1;
+        let span_w = (out_w - 1) * stride + 1;
+        let mut patches = Vec::with_capacity(k * k);
+        for ky in 0..k {
+            for kx in 0..k {
+                let mut patch = xs.narrow(2, ky, span_h)?.narrow(3, kx, span_w)?;
+                if let (Some(r), Some(c)) = (&rows_idx, &cols_idx) {
+                    patch = patch.contiguous()?.index_select(r, 2)?.index_select(c, 3)?;
+                }
+                patches.push(patch);
+            }
+        }
+        let cols = if patches.len() == 1 {
+            patches.remove(0).reshape((batch, channels, out_h * out_w))?
+        } else {
+            Tensor::stack(&patches, 2)?.reshape((batch, channels * k * k, out_h * out_w))?
+        };
+        let weight = self
+            .weight
+            .reshape((out_channels, channels * k * k))?
+            .broadcast_left(batch)?;
+        weight
+            .matmul(&cols)?
+            .broadcast_add(&self.bias.reshape((1, out_channels, 1))?)?
+            .reshape((batch, out_channels, out_h, out_w))
+    }
+}
+
+/// A square convolution with bias and the given padding and stride, named as candle-nn names it.
 pub fn conv2d(
     in_channels: usize,
     out_channels: usize,
@@ -90,13 +156,30 @@ pub fn conv2d(
     padding: usize,
     stride: usize,
     vb: VarBuilder,
-) -> Result<candle_nn::Conv2d> {
-    let cfg = candle_nn::Conv2dConfig {
+) -> Result<Conv2d> {
+    // The same initialisation as candle_nn::conv2d.
+    let fan_in = (in_channels * kernel_size * kernel_size) as f64;
+    let bound = 1.0 / fan_in.sqrt();
+    let weight = vb.get_with_hints(
+        (out_channels, in_channels, kernel_size, kernel_size),
+        "weight",
+        candle_nn::init::DEFAULT_KAIMING_NORMAL,
+    )?;
+    let bias = vb.get_with_hints(
+        out_channels,
+        "bias",
+        Init::Uniform {
+            lo: -bound,
+            up: bound,
+        },
+    )?;
+    Ok(Conv2d {
+        weight,
+        bias,
+        kernel_size,
         padding,
         stride,
-        ..Default::default()
-    };
-    candle_nn::conv2d(in_channels, out_channels, kernel_size, cfg, vb)
+    })
 }
 
 #[cfg(test)]
@@ -104,6 +187,29 @@ mod tests {
     use candle_core::{Device, Var};
 
     use super::*;
+
+    #[test]
+    fn im2col_conv_matches_candle_conv() -> Result<()> {
+        let dev = Device::Cpu;
+        let xs = Tensor::randn(0f32, 1., (2, 3, 9, 8), &dev)?;
+        for (k, pad, stride) in [(3, 1, 1), (3, 0, 2), (3, 1, 2), (1, 0, 1)] {
+            let map = candle_nn::VarMap::new();
+            let vb = VarBuilder::from_varmap(&map, candle_core::DType::F32, &dev);
+            let ours = conv2d(3, 5, k, pad, stride, vb.pp("c"))?;
+            let cfg = candle_nn::Conv2dConfig {
+                padding: pad,
+                stride,
+                ..Default::default()
+            };
+            let theirs = candle_nn::conv2d(3, 5, k, cfg, vb.pp("c"))?;
+            let diff = (ours.forward(&xs)? - theirs.forward(&xs)?)?
+                .abs()?
+                .max_all()?
+                .to_scalar::<f32>()?;
+            assert!(diff < 1e-5, "k {k} pad {pad} stride {stride}: {diff}");
+        }
+        Ok(())
+    }
 
     #[test]
     fn layer_norm_matches_candle_fast_path() -> Result<()> {

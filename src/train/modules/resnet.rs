@@ -5,9 +5,9 @@
 //! `Downsample2D` / `Upsample2D` of `stable_diffusion::unet_2d_blocks`.
 
 use candle_core::{D, Module, Result, Tensor};
-use candle_nn::{Conv2d, GroupNorm, Linear, VarBuilder};
+use candle_nn::{GroupNorm, Linear, VarBuilder};
 
-use super::layers::{conv2d, group_norm, upsample_nearest_2x};
+use super::layers::{Conv2d, conv2d, group_norm, upsample_nearest_2x};
 
 /// Shape and normalisation settings of one [`ResnetBlock2D`].
 #[derive(Debug, Clone, Copy)]

@@ -17,7 +17,9 @@
 //! `sliced_attention_size` is ignored: slicing computes the same values.
 
 use candle_core::{D, DType, Module, Result, Tensor};
-use candle_nn::{Conv2d, GroupNorm, Linear, VarBuilder};
+use candle_nn::{GroupNorm, Linear, VarBuilder};
+
+use super::layers::Conv2d;
 use candle_transformers::models::stable_diffusion::unet_2d::UNet2DConditionModelConfig;
 
 use super::ModuleConfigError;

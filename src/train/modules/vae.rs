@@ -7,7 +7,9 @@
 //! `block_out_channels` must be divisible by `norm_num_groups`.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2d, GroupNorm, Linear, VarBuilder};
+use candle_nn::{GroupNorm, Linear, VarBuilder};
+
+use super::layers::Conv2d;
 use candle_transformers::models::stable_diffusion::vae::AutoEncoderKLConfig;
 
 use super::ModuleConfigError;
