@@ -19,6 +19,9 @@ use crate::worker::{Frame, Job, Worker};
 /// burst of previews cannot stall drawing.
 const MAX_EVENTS_PER_FRAME: usize = 64;
 
+/// The width of the generate panel, in points.
+const GENERATE_PANEL_WIDTH: f32 = 300.0;
+
 /// The explorer window.
 pub struct ExplorerApp {
     /// Persisted between runs.
@@ -260,6 +263,7 @@ impl eframe::App for ExplorerApp {
         });
         egui::Panel::left("generate")
             .resizable(false)
+            .exact_size(GENERATE_PANEL_WIDTH)
             .show(ui, |ui| {
                 actions.extend(generate_panel_ui(ui, &mut self.settings, can_generate));
             });

@@ -58,7 +58,8 @@ pub fn result_panel_ui(
             );
         }
         None => {
-            ui.add(egui::ProgressBar::new(0.0).desired_width(width));
+            // Keep the place of the bar so the buttons do not move when a job starts.
+            ui.allocate_space(egui::vec2(width, ui.spacing().interact_size.y));
         }
     }
 
