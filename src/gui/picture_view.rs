@@ -106,3 +106,37 @@ impl PictureView {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_update_one_texture_and_bad_sizes_are_refused() {
+        let ctx = egui::Context::default();
+        let mut view = PictureView::default();
+        view.show_rgb(&ctx, ShownKind::Preview, [2, 2], &[0; 12])
+            .expect("a 2x2 preview");
+        let first = view.texture.as_ref().map(TextureHandle::id);
+        view.show_rgb(&ctx, ShownKind::Finished, [4, 2], &[255; 24])
+            .expect("a 4x2 picture");
+        assert_eq!(view.texture.as_ref().map(TextureHandle::id), first);
+        assert_eq!(
+            view.shown(),
+            Some(Shown {
+                kind: ShownKind::Finished,
+                size: [4, 2]
+            })
+        );
+
+        assert!(
+            view.show_rgb(&ctx, ShownKind::Preview, [3, 3], &[0; 12])
+                .is_err()
+        );
+        assert!(
+            view.show_rgb(&ctx, ShownKind::Preview, [0, 0], &[])
+                .is_err()
+        );
+        assert_eq!(view.shown().map(|s| s.size), Some([4, 2]));
+    }
+}
