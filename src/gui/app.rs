@@ -1,0 +1,283 @@
+//! [`ExplorerApp`]: the eframe app. It owns the worker's handle and the runtime state, drains
+//! worker events each frame (a bounded number, never waiting), lays out the panels and carries
+//! out the [`Action`]s they report.
+
+use std::path::PathBuf;
+
+use super::Action;
+use super::dialogs::{DialogOutcome, Dialogs};
+use super::generate_panel::generate_panel_ui;
+use super::jobs::{JobTracker, Outcome, Status};
+use super::picture_view::{PictureView, Shown, ShownKind};
+use super::result_panel::{Notice, result_panel_ui, status_line_ui, status_text, toolbar_ui};
+use super::settings::{GenerateSettings, STORAGE_KEY};
+use crate::engine::pipeline::Picture;
+use crate::recipe::Recipe;
+use crate::worker::{Frame, Job, Worker};
+
+/// How many worker events one frame handles at most; the rest wait for the next frame, so a
+/// burst of previews cannot stall drawing.
+const MAX_EVENTS_PER_FRAME: usize = 64;
+
+/// The width of the generate panel, in points.
+const GENERATE_PANEL_WIDTH: f32 = 300.0;
+
+/// The explorer window.
+pub struct ExplorerApp {
+    /// Persisted between runs.
+    settings: GenerateSettings,
+
+    // Runtime handles and state, never persisted.
+    worker: Worker,
+    jobs: JobTracker,
+    view: PictureView,
+    dialogs: Dialogs,
+    notice: Option<Notice>,
+}
+
+/// What the picture area should show after a batch of events; only the newest counts.
+enum Visual {
+    Preview(Frame),
+    Finished,
+}
+
+impl ExplorerApp {
+    /// The app eframe starts: settings from eframe's storage, a worker over `model_dir` that
+    /// wakes the window after each event.
+    pub fn new(cc: &eframe::CreationContext<'_>, model_dir: PathBuf) -> Self {
+        let settings = cc
+            .storage
+            .and_then(|storage| eframe::get_value(storage, STORAGE_KEY))
+            .unwrap_or_default();
+        let ctx = cc.egui_ctx.clone();
+        let worker = Worker::spawn(
+            model_dir.clone(),
+            super::pick_device(),
+            Box::new(move || ctx.request_repaint()),
+        );
+        Self::with_worker(worker, model_dir, settings)
+    }
+
+    /// The app over a worker made elsewhere (tests make theirs); asks it to load `model_dir` at
+    /// once, so the model's name and default size are known before the first picture.
+    pub fn with_worker(mut worker: Worker, model_dir: PathBuf, settings: GenerateSettings) -> Self {
+        let mut jobs = JobTracker::default();
+        match worker.submit(Job::LoadModel(model_dir)) {
+            Ok(id) => jobs.start_load(id),
+            Err(error) => jobs.refused(error),
+        }
+        Self {
+            settings,
+            worker,
+            jobs,
+            view: PictureView::default(),
+            dialogs: Dialogs::default(),
+            notice: None,
+        }
+    }
+
+    /// The generate settings (persisted between runs).
+    pub fn settings(&self) -> &GenerateSettings {
+        &self.settings
+    }
+
+    /// The generate settings, for tests and for callers that prefill them.
+    pub fn settings_mut(&mut self) -> &mut GenerateSettings {
+        &mut self.settings
+    }
+
+    /// Where the current work stands.
+    pub fn status(&self) -> &Status {
+        self.jobs.status()
+    }
+
+    /// The status line's text without the model name.
+    pub fn status_text(&self) -> String {
+        status_text(self.jobs.status())
+    }
+
+    /// The last finished picture.
+    pub fn last_picture(&self) -> Option<&Picture> {
+        self.jobs.finished().map(|f| &f.picture)
+    }
+
+    /// The recipe of the last finished picture.
+    pub fn last_recipe(&self) -> Option<&Recipe> {
+        self.jobs.finished().map(|f| &f.recipe)
+    }
+
+    /// What the picture texture holds.
+    pub fn shown(&self) -> Option<Shown> {
+        self.view.shown()
+    }
+
+    /// Whether a model load or a picture is in progress.
+    pub fn is_busy(&self) -> bool {
+        self.jobs.is_loading() || self.jobs.is_generating()
+    }
+
+    /// Sends the current settings to the worker as a new picture, superseding any in progress.
+    pub fn generate(&mut self) {
+        let Some(job) = self.settings.to_job() else {
+            return;
+        };
+        let num_steps = job.params.num_steps;
+        self.notice = None;
+        match self.worker.submit(Job::Generate(job)) {
+            Ok(id) => self.jobs.start_generate(id, num_steps),
+            Err(error) => self.jobs.refused(error),
+        }
+    }
+
+    fn load_model(&mut self, dir: PathBuf) {
+        match self.worker.submit(Job::LoadModel(dir)) {
+            Ok(id) => self.jobs.start_load(id),
+            Err(error) => self.jobs.refused(error),
+        }
+    }
+
+    /// Handles the events that arrived since the last frame, at most [`MAX_EVENTS_PER_FRAME`].
+    fn drain_worker(&mut self, ctx: &egui::Context) {
+        let mut visual = None;
+        let mut drained = 0;
+        while drained < MAX_EVENTS_PER_FRAME {
+            let Some(event) = self.worker.try_recv() else {
+                break;
+            };
+            drained += 1;
+            tracing::trace!(?drained, "worker event");
+            match self.jobs.apply(event) {
+                Some(Outcome::ModelLoaded(model)) => {
+                    self.settings.adopt_model(&model.name, model.default_size);
+                }
+                Some(Outcome::Preview(frame)) => visual = Some(Visual::Preview(frame)),
+                Some(Outcome::Finished) => visual = Some(Visual::Finished),
+                None => {}
+            }
+        }
+        if drained == MAX_EVENTS_PER_FRAME {
+            ctx.request_repaint();
+        }
+
+        // One texture upload per frame, however many previews arrived.
+        let uploaded = match visual {
+            Some(Visual::Preview(frame)) => self.view.show_rgb(
+                ctx,
+                ShownKind::Preview,
+                [frame.width, frame.height],
+                &frame.rgb,
+            ),
+            Some(Visual::Finished) => match self.jobs.finished() {
+                Some(finished) => {
+                    let picture = &finished.picture;
+                    self.view.show_rgb(
+                        ctx,
+                        ShownKind::Finished,
+                        [picture.width, picture.height],
+                        &picture.rgb,
+                    )
+                }
+                None => Ok(()),
+            },
+            None => Ok(()),
+        };
+        if let Err(error) = uploaded {
+            tracing::warn!("picture not shown: {error}");
+        }
+    }
+
+    fn drain_dialogs(&mut self) {
+        let Some(outcome) = self.dialogs.try_recv() else {
+            return;
+        };
+        match outcome {
+            DialogOutcome::ModelFolder(Some(dir)) => self.load_model(dir),
+            DialogOutcome::Saved(Ok(Some(path))) => {
+                tracing::info!(path = %path.display(), "picture saved");
+                self.notice = Some(Notice {
+                    text: format!("saved {}", path.display()),
+                    is_error: false,
+                });
+            }
+            DialogOutcome::Saved(Err(error)) => {
+                self.notice = Some(Notice {
+                    text: error,
+                    is_error: true,
+                });
+            }
+            DialogOutcome::ModelFolder(None) | DialogOutcome::Saved(Ok(None)) => {}
+        }
+    }
+
+    fn act(&mut self, ctx: &egui::Context, action: Action) {
+        match action {
+            Action::Generate => self.generate(),
+            Action::LoadModelFolder => self.dialogs.pick_model_folder(ctx),
+            Action::SavePng => {
+                if let Some(finished) = self.jobs.finished() {
+                    let name = format!("interconcept-{}.png", finished.recipe.seed);
+                    let json = finished.recipe.to_json();
+                    self.dialogs
+                        .save_png(ctx, finished.picture.clone(), json, name);
+                }
+            }
+            Action::CopyRecipe => {
+                if let Some(finished) = self.jobs.finished() {
+                    ctx.copy_text(finished.recipe.to_json());
+                    self.notice = Some(Notice {
+                        text: "recipe copied".into(),
+                        is_error: false,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Whether the picture on screen is a finished one that can be saved or copied.
+    fn can_export(&self) -> bool {
+        let finished_on_screen = self
+            .view
+            .shown()
+            .is_some_and(|s| s.kind == ShownKind::Finished);
+        finished_on_screen && self.jobs.finished().is_some() && !self.dialogs.is_open()
+    }
+}
+
+impl eframe::App for ExplorerApp {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.drain_worker(ctx);
+        self.drain_dialogs();
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let mut actions = Vec::new();
+        let can_generate = self.jobs.model().is_some();
+        let can_export = self.can_export();
+        let dialog_open = self.dialogs.is_open();
+
+        egui::Panel::top("toolbar").show(ui, |ui| {
+            actions.extend(toolbar_ui(ui, !dialog_open));
+        });
+        egui::Panel::bottom("status").show(ui, |ui| {
+            status_line_ui(ui, &self.jobs, self.notice.as_ref());
+        });
+        egui::Panel::left("generate")
+            .resizable(false)
+            .exact_size(GENERATE_PANEL_WIDTH)
+            .show(ui, |ui| {
+                actions.extend(generate_panel_ui(ui, &mut self.settings, can_generate));
+            });
+        egui::CentralPanel::default().show(ui, |ui| {
+            actions.extend(result_panel_ui(ui, &self.view, &self.jobs, can_export));
+        });
+
+        let ctx = ui.ctx().clone();
+        for action in actions {
+            self.act(&ctx, action);
+        }
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, STORAGE_KEY, &self.settings);
+    }
+}

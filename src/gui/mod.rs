@@ -1,0 +1,79 @@
+//! The explorer window: an eframe app that talks to the [`crate::worker::Worker`] and draws what
+//! it reports. Nothing in here touches a tensor.
+//!
+//! - [`app`]: the [`ExplorerApp`] itself, which owns the worker and drains its events.
+//! - [`settings`]: what the generate panel remembers between runs.
+//! - [`jobs`]: which jobs are current and what the status line says (no egui).
+//! - [`generate_panel`] and [`result_panel`]: the `_ui` functions that draw and report
+//!   [`Action`]s.
+//! - [`picture_view`]: the one texture that previews and the finished picture update in place.
+//! - [`dialogs`]: native file dialogs, off the UI thread.
+
+pub mod app;
+pub mod dialogs;
+pub mod generate_panel;
+pub mod jobs;
+pub mod picture_view;
+pub mod result_panel;
+pub mod settings;
+
+use std::path::PathBuf;
+
+use candle_core::Device;
+
+pub use app::ExplorerApp;
+pub use settings::GenerateSettings;
+
+/// The window title, also the name eframe stores settings under.
+pub const APP_NAME: &str = "interconcept";
+
+/// What the user asked for in a frame; the panels report it, the app does it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Make a picture from the current settings.
+    Generate,
+    /// Choose a model folder and load it.
+    LoadModelFolder,
+    /// Save the finished picture as PNG with its recipe.
+    SavePng,
+    /// Copy the finished picture's recipe JSON to the clipboard.
+    CopyRecipe,
+}
+
+/// Opens the explorer window over the model in `model_dir` and runs until it is closed.
+pub fn run_gui(model_dir: PathBuf) -> anyhow::Result<()> {
+    let options = eframe::NativeOptions {
+        renderer: eframe::Renderer::Wgpu,
+        viewport: egui::ViewportBuilder::default()
+            .with_title(APP_NAME)
+            .with_inner_size([900.0, 620.0])
+            .with_min_inner_size([700.0, 520.0]),
+        persist_window: true,
+        ..Default::default()
+    };
+    eframe::run_native(
+        APP_NAME,
+        options,
+        Box::new(move |cc| Ok(Box::new(ExplorerApp::new(cc, model_dir)))),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+}
+
+/// The device the worker computes on: a GPU when the build supports one and it is there.
+pub fn pick_device() -> Device {
+    let gpu = if candle_core::utils::cuda_is_available() {
+        Some(Device::new_cuda(0))
+    } else if candle_core::utils::metal_is_available() {
+        Some(Device::new_metal(0))
+    } else {
+        None
+    };
+    match gpu {
+        Some(Ok(device)) => device,
+        Some(Err(e)) => {
+            tracing::warn!("GPU present but unusable, computing on the CPU: {e}");
+            Device::Cpu
+        }
+        None => Device::Cpu,
+    }
+}
