@@ -56,7 +56,11 @@ pub fn run(model_dir: &Path, args: &BenchArgs) -> Result<()> {
     let runs = args.runs.max(1);
     let started = Instant::now();
     let model = DiffusionModel::load(model_dir, &Device::Cpu)?;
-    println!("model {} loaded in {:.0} ms", model.id.name, started.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "model {} loaded in {:.0} ms",
+        model.id.name,
+        started.elapsed().as_secs_f64() * 1e3
+    );
     let params = SamplingParams {
         num_steps: args.steps,
         guidance_scale: args.guidance,
@@ -67,7 +71,11 @@ pub fn run(model_dir: &Path, args: &BenchArgs) -> Result<()> {
 
     // Warm up once, then time.
     batch_run(&model, 1, &params)?;
-    let single = median((0..runs).map(|_| batch_run(&model, 1, &params)).collect::<Result<_>>()?);
+    let single = median(
+        (0..runs)
+            .map(|_| batch_run(&model, 1, &params))
+            .collect::<Result<_>>()?,
+    );
     println!(
         "one {}-step picture ({}x{}, guidance {}): {:.1} ms (median of {runs})",
         args.steps,
@@ -101,7 +109,10 @@ pub fn run(model_dir: &Path, args: &BenchArgs) -> Result<()> {
         let id = worker.submit(job).map_err(anyhow::Error::msg)?;
         let mut first_preview = None;
         loop {
-            match worker.recv_timeout(Duration::from_secs(120)).context("worker went silent")? {
+            match worker
+                .recv_timeout(Duration::from_secs(120))
+                .context("worker went silent")?
+            {
                 Event::Preview { id: got, .. } if got == id && first_preview.is_none() => {
                     first_preview = Some(sent.elapsed());
                 }

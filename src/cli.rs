@@ -5,14 +5,14 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use candle_core::Device;
 use clap::{Args, Parser, Subcommand};
 
-use crate::engine::model::{embedded_model_dir, DiffusionModel};
+use crate::engine::model::{DiffusionModel, embedded_model_dir};
 use crate::engine::pipeline::{self, SamplingParams};
 use crate::engine::scheduler::SamplerKind;
-use crate::recipe::{self, Recipe, RECIPE_VERSION};
+use crate::recipe::{self, RECIPE_VERSION, Recipe};
 
 /// Explore what a text-to-image diffusion model can imagine.
 #[derive(Debug, Parser)]
@@ -67,7 +67,10 @@ pub struct SamplingArgs {
 fn parse_sampler(name: &str) -> Result<SamplerKind, String> {
     SamplerKind::parse(name).ok_or_else(|| {
         let names: Vec<_> = SamplerKind::ALL.iter().map(|k| k.name()).collect();
-        format!("unknown scheduler {name}; choose one of {}", names.join(", "))
+        format!(
+            "unknown scheduler {name}; choose one of {}",
+            names.join(", ")
+        )
     })
 }
 
@@ -141,9 +144,15 @@ pub fn run(cli: Cli) -> Result<()> {
                 crate::engine::tokenizer::ClipTokenizer::from_dir(&model_dir.join("tokenizer"))?;
             let tokens = tokenizer.encode(&args.prompt)?;
             if let Some(cut) = &tokens.truncated {
-                eprintln!("warning: prompt truncated to {} tokens; dropped: {cut}", tokenizer.max_len());
+                eprintln!(
+                    "warning: prompt truncated to {} tokens; dropped: {cut}",
+                    tokenizer.max_len()
+                );
             }
-            let ids: Vec<String> = tokens.ids[..tokens.num_tokens].iter().map(u32::to_string).collect();
+            let ids: Vec<String> = tokens.ids[..tokens.num_tokens]
+                .iter()
+                .map(u32::to_string)
+                .collect();
             println!("{}", ids.join(" "));
             Ok(())
         }
@@ -157,7 +166,11 @@ fn check_output(path: &std::path::Path) -> Result<()> {
         _ => std::path::Path::new("."),
     };
     if !dir.is_dir() {
-        bail!("cannot write {}: folder {} does not exist", path.display(), dir.display());
+        bail!(
+            "cannot write {}: folder {} does not exist",
+            path.display(),
+            dir.display()
+        );
     }
     if path.is_dir() {
         bail!("cannot write {}: it is a folder", path.display());
@@ -166,11 +179,18 @@ fn check_output(path: &std::path::Path) -> Result<()> {
 }
 
 /// Makes one picture from a recipe and writes it.
-pub fn make_picture(model: &DiffusionModel, recipe: &mut Recipe, out: &std::path::Path) -> Result<()> {
+pub fn make_picture(
+    model: &DiffusionModel,
+    recipe: &mut Recipe,
+    out: &std::path::Path,
+) -> Result<()> {
     pipeline::validate(model, &recipe.sampling)?;
     let (conditioning, cut) = model.encode_prompts(&[recipe.prompt.as_str()])?;
     if let Some(Some(cut)) = cut.first() {
-        eprintln!("warning: prompt truncated to {} tokens; dropped: {cut}", model.tokenizer.max_len());
+        eprintln!(
+            "warning: prompt truncated to {} tokens; dropped: {cut}",
+            model.tokenizer.max_len()
+        );
     }
     let initial = pipeline::initial_noise(model, recipe.seed, &recipe.sampling)?;
     let mut pictures = pipeline::generate(
@@ -226,8 +246,8 @@ fn replay(model_dir: &std::path::Path, args: &ReplayArgs) -> Result<()> {
         std::fs::read_to_string(&args.recipe)
             .with_context(|| format!("cannot read {}", args.recipe.display()))?
     };
-    let mut recipe = Recipe::from_json(&json)
-        .with_context(|| format!("in {}", args.recipe.display()))?;
+    let mut recipe =
+        Recipe::from_json(&json).with_context(|| format!("in {}", args.recipe.display()))?;
     let model = DiffusionModel::load(model_dir, &Device::Cpu)?;
     if model.id.weights_hash != recipe.model.weights_hash {
         bail!(

@@ -7,7 +7,7 @@
 use std::io::BufWriter;
 use std::path::Path;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::model::ModelId;
@@ -85,7 +85,11 @@ pub fn write_png_rgb(
     let name = path
         .file_name()
         .with_context(|| format!("{} is not a file path", path.display()))?;
-    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| -> anyhow::Result<()> {
         let file = std::fs::File::create(&tmp)?;
         let mut encoder = png::Encoder::new(BufWriter::new(file), width as u32, height as u32);
@@ -106,7 +110,8 @@ pub fn write_png_rgb(
 
 /// Reads the recipe JSON stored in a PNG made by the program.
 pub fn read_png_json(path: &Path) -> anyhow::Result<String> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let decoder = png::Decoder::new(std::io::BufReader::new(file));
     let reader = decoder
         .read_info()

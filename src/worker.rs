@@ -6,17 +6,17 @@
 //! takes the worker thread down with it, and the next job starts a fresh one.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 
+use crate::engine::EngineError;
 use crate::engine::model::DiffusionModel;
 use crate::engine::pipeline::{self, Picture, SamplingParams};
-use crate::engine::EngineError;
-use crate::recipe::{Recipe, RECIPE_VERSION};
+use crate::recipe::{RECIPE_VERSION, Recipe};
 
 /// Identifies a job and every event it causes.
 pub type JobId = u64;
@@ -193,12 +193,21 @@ impl Worker {
         }
         let id = self.next_id;
         self.next_id += 1;
-        self.shared.latest[job.kind()].store(id, Ordering::SeqCst);
-        match self.jobs.try_send((id, job)) {
-            Ok(()) => Ok(id),
-            Err(TrySendError::Full(_)) => Err("the worker is busy: too many jobs waiting".into()),
-            Err(TrySendError::Disconnected(_)) => Err("the worker has stopped".into()),
-        }
+        let kind = job.kind();
+        // Marking the job as newest cancels the running one; undo that if the job is refused.
+        let previous = self.shared.latest[kind].swap(id, Ordering::SeqCst);
+        let refused = match self.jobs.try_send((id, job)) {
+            Ok(()) => return Ok(id),
+            Err(TrySendError::Full(_)) => "the worker is busy: too many jobs waiting",
+            Err(TrySendError::Disconnected(_)) => "the worker has stopped",
+        };
+        let _ = self.shared.latest[kind].compare_exchange(
+            id,
+            previous,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+        Err(refused.into())
     }
 
     /// The next event, if any; never blocks.
@@ -225,7 +234,11 @@ fn run(shared: &Shared, jobs: &Receiver<(JobId, Job)>, events: &Sender<Event>) {
         };
         (shared.wake)();
     };
-    let panic_guard = PanicReporter { events, shared, id: std::cell::Cell::new(0) };
+    let panic_guard = PanicReporter {
+        events,
+        shared,
+        id: std::cell::Cell::new(0),
+    };
 
     while let Ok((id, job)) = jobs.recv() {
         // A newer job of the same kind already waits: skip this one.
@@ -235,8 +248,8 @@ fn run(shared: &Shared, jobs: &Receiver<(JobId, Job)>, events: &Sender<Event>) {
         }
         panic_guard.id.set(id);
         let started = Instant::now();
-        let result = match job {
-            Job::LoadModel(dir) => load(&dir, &shared.device).map(|m| {
+        let result: Result<(), JobError> = match job {
+            Job::LoadModel(dir) => load(&dir, &shared.device).map_err(JobError::from).map(|m| {
                 send(Event::ModelLoaded {
                     id,
                     name: m.id.name.clone(),
@@ -263,20 +276,40 @@ fn run(shared: &Shared, jobs: &Receiver<(JobId, Job)>, events: &Sender<Event>) {
                 }
                 match &model {
                     Some(m) => generate(m, id, &job, shared, &send, started),
-                    None => Err("no model is loaded".into()),
+                    None => Err(JobError::Failed("no model is loaded".into())),
                 }
             }
             Job::Crash => panic!("crash requested"),
         };
-        if let Err(error) = result {
-            if error == EngineError::Cancelled.to_string() {
-                send(Event::Cancelled { id });
-            } else {
-                send(Event::Failed { id, error });
-            }
+        match result {
+            Ok(()) => {}
+            Err(JobError::Cancelled) => send(Event::Cancelled { id }),
+            Err(JobError::Failed(error)) => send(Event::Failed { id, error }),
         }
     }
-    std::mem::forget(panic_guard);
+}
+
+/// How a job ends when it does not finish.
+enum JobError {
+    /// Superseded by a newer job.
+    Cancelled,
+    /// Failed, with a message for the user.
+    Failed(String),
+}
+
+impl From<String> for JobError {
+    fn from(error: String) -> Self {
+        JobError::Failed(error)
+    }
+}
+
+impl From<EngineError> for JobError {
+    fn from(error: EngineError) -> Self {
+        match error {
+            EngineError::Cancelled => JobError::Cancelled,
+            other => JobError::Failed(other.to_string()),
+        }
+    }
 }
 
 /// Reports a panic of the job in flight as a failure when the thread unwinds.
@@ -309,7 +342,7 @@ fn generate(
     shared: &Shared,
     send: &dyn Fn(Event),
     started: Instant,
-) -> Result<(), String> {
+) -> Result<(), JobError> {
     let run = || -> Result<Picture, EngineError> {
         pipeline::validate(model, &job.params)?;
         let (conditioning, _) = model.encode_prompts(&[job.prompt.as_str()])?;
@@ -329,13 +362,19 @@ fn generate(
             send_preview(model, id, p.latents, send);
             true
         };
-        let mut pictures =
-            pipeline::generate(model, &conditioning, &initial, &[job.seed], &job.params, &mut on_step)?;
+        let mut pictures = pipeline::generate(
+            model,
+            &conditioning,
+            &initial,
+            &[job.seed],
+            &job.params,
+            &mut on_step,
+        )?;
         pictures
             .pop()
             .ok_or_else(|| EngineError::InvalidRequest("no picture came out".into()))
     };
-    let picture = run().map_err(|e| e.to_string())?;
+    let picture = run()?;
     let recipe = Recipe {
         version: RECIPE_VERSION,
         program_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -361,7 +400,11 @@ fn send_preview(model: &DiffusionModel, id: JobId, latents: &Tensor, send: &dyn 
     {
         send(Event::Preview {
             id,
-            frame: Frame { width: w, height: h, rgb },
+            frame: Frame {
+                width: w,
+                height: h,
+                rgb,
+            },
         });
     }
 }

@@ -130,11 +130,17 @@ impl UNetJson {
             ));
         }
         let mut blocks = Vec::with_capacity(n);
-        for (i, (&out_channels, kind)) in
-            self.block_out_channels.iter().zip(&self.down_block_types).enumerate()
+        for (i, (&out_channels, kind)) in self
+            .block_out_channels
+            .iter()
+            .zip(&self.down_block_types)
+            .enumerate()
         {
             let heads = self.attention_head_dim.get(i).ok_or_else(|| {
-                EngineError::file(format!("attention_head_dim has no entry for block {i}"), path)
+                EngineError::file(
+                    format!("attention_head_dim has no entry for block {i}"),
+                    path,
+                )
             })?;
             let layers = match &self.transformer_layers_per_block {
                 None => 1,
@@ -144,7 +150,10 @@ impl UNetJson {
                 "CrossAttnDownBlock2D" => Some(layers),
                 "DownBlock2D" => None,
                 other => {
-                    return Err(EngineError::file(format!("unknown down block type {other}"), path));
+                    return Err(EngineError::file(
+                        format!("unknown down block type {other}"),
+                        path,
+                    ));
                 }
             };
             if out_channels % self.norm_num_groups != 0 || heads == 0 {
@@ -274,7 +283,10 @@ impl TextEncoderJson {
     pub fn to_candle(&self, path: &Path) -> Result<ClipTextConfig> {
         if self.hidden_act != "quick_gelu" {
             return Err(EngineError::file(
-                format!("text encoder activation {} is not supported", self.hidden_act),
+                format!(
+                    "text encoder activation {} is not supported",
+                    self.hidden_act
+                ),
                 path,
             ));
         }
@@ -330,7 +342,13 @@ mod tests {
             "down_block_types":["CrossAttnDownBlock2D","FancyBlock"],
             "layers_per_block":2,"attention_head_dim":[5,10],"cross_attention_dim":1024}"#;
         let unet: UNetJson = serde_json::from_str(json).unwrap();
-        let err = unet.to_candle(Path::new("x/config.json")).unwrap_err().to_string();
-        assert!(err.contains("FancyBlock") && err.contains("x/config.json"), "{err}");
+        let err = unet
+            .to_candle(Path::new("x/config.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("FancyBlock") && err.contains("x/config.json"),
+            "{err}"
+        );
     }
 }

@@ -3,12 +3,12 @@
 
 pub mod config;
 pub mod error;
+pub mod meter;
 pub mod model;
 pub mod noise;
 pub mod pipeline;
 pub mod preview;
 pub mod scheduler;
-pub mod meter;
 pub mod tokenizer;
 pub mod weights;
 

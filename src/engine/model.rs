@@ -13,7 +13,7 @@ use candle_transformers::models::stable_diffusion::unet_2d::UNet2DConditionModel
 use candle_transformers::models::stable_diffusion::vae::AutoEncoderKL;
 use serde::{Deserialize, Serialize};
 
-use super::config::{read_json, TextEncoderJson, UNetJson, VaeJson};
+use super::config::{TextEncoderJson, UNetJson, VaeJson, read_json};
 use super::error::{CandleContext, EngineError, Result};
 use super::preview::LatentRgb;
 use super::scheduler::ScheduleConfig;
@@ -105,7 +105,10 @@ pub struct DiffusionModel {
 
 /// Finds a component's weight file, preferring full precision over the fp16 variant.
 fn weight_file(dir: &Path, stem: &str) -> Result<PathBuf> {
-    for name in [format!("{stem}.safetensors"), format!("{stem}.fp16.safetensors")] {
+    for name in [
+        format!("{stem}.safetensors"),
+        format!("{stem}.fp16.safetensors"),
+    ] {
         let path = dir.join(&name);
         if path.is_file() {
             return Ok(path);
@@ -191,9 +194,10 @@ impl DiffusionModel {
         )
         .stage("build vae")?;
 
-        let name = dir
-            .file_name()
-            .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let name = dir.file_name().map_or_else(
+            || dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         let hash = hasher.finalize();
         let latent_rgb = extras
             .latent_rgb

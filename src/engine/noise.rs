@@ -19,7 +19,10 @@ const PARALLEL_THRESHOLD: usize = 1 << 20;
 
 /// Mixes a seed and a stream index into a new well-spread seed (SplitMix64's finaliser).
 pub fn derive_seed(seed: u64, stream: u64) -> u64 {
-    let mut z = seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(0x6A09_E667_F3BC_C909);
+    let mut z = seed
+        ^ stream
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(0x6A09_E667_F3BC_C909);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -71,7 +74,11 @@ pub fn gaussian_vec(seed: u64, len: usize) -> Vec<f32> {
 }
 
 /// A standard normal tensor of the given shape, reproducible from `seed`.
-pub fn gaussian(seed: u64, shape: impl Into<Shape>, device: &Device) -> candle_core::Result<Tensor> {
+pub fn gaussian(
+    seed: u64,
+    shape: impl Into<Shape>,
+    device: &Device,
+) -> candle_core::Result<Tensor> {
     let shape = shape.into();
     let values = gaussian_vec(seed, shape.elem_count());
     Tensor::from_vec(values, shape, device)
@@ -103,7 +110,11 @@ mod tests {
         let v = gaussian_vec(11, 200_000);
         let n = v.len() as f64;
         let mean = v.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
-        let var = v.iter().map(|&x| (f64::from(x) - mean).powi(2)).sum::<f64>() / n;
+        let var = v
+            .iter()
+            .map(|&x| (f64::from(x) - mean).powi(2))
+            .sum::<f64>()
+            / n;
         assert!(mean.abs() < 0.01, "mean {mean}");
         assert!((var - 1.0).abs() < 0.02, "variance {var}");
     }

@@ -80,7 +80,11 @@ impl LatentRgb {
 /// Maps [-1, 1] to [0, 255]; NaN becomes 0.
 pub fn to_u8(v: f32) -> u8 {
     let x = ((v + 1.0) * 127.5).round();
-    if x.is_nan() { 0 } else { x.clamp(0.0, 255.0) as u8 }
+    if x.is_nan() {
+        0
+    } else {
+        x.clamp(0.0, 255.0) as u8
+    }
 }
 
 #[cfg(test)]

@@ -135,7 +135,9 @@ impl SamplerKind {
 
     /// Parses a command-line name.
     pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.name() == name.replace('-', "_"))
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == name.replace('-', "_"))
     }
 }
 
@@ -153,11 +155,7 @@ pub struct Sampler {
 
 impl Sampler {
     /// Plans a run of `num_steps` steps.
-    pub fn new(
-        kind: SamplerKind,
-        config: &ScheduleConfig,
-        num_steps: usize,
-    ) -> Result<Self> {
+    pub fn new(kind: SamplerKind, config: &ScheduleConfig, num_steps: usize) -> Result<Self> {
         let t = config.num_train_timesteps;
         if num_steps == 0 || num_steps > t {
             return Err(EngineError::InvalidRequest(format!(
@@ -247,7 +245,9 @@ impl Sampler {
         step_noise: Option<&Tensor>,
     ) -> Result<Tensor> {
         match self.kind {
-            SamplerKind::Ddim => self.ddim_step(model_output, index, latents).stage("scheduler step"),
+            SamplerKind::Ddim => self
+                .ddim_step(model_output, index, latents)
+                .stage("scheduler step"),
             SamplerKind::EulerAncestral => {
                 self.euler_ancestral_step(model_output, index, latents, step_noise)
             }
@@ -262,7 +262,9 @@ impl Sampler {
         latents: &Tensor,
     ) -> Result<Tensor> {
         let alpha = self.alpha_at(self.timesteps[index]);
-        let (x0, _) = self.split_output(model_output, latents, alpha).stage("preview")?;
+        let (x0, _) = self
+            .split_output(model_output, latents, alpha)
+            .stage("preview")?;
         Ok(x0)
     }
 
@@ -431,8 +433,8 @@ mod tests {
         }
         // The last step lands on timestep 0's alpha, which keeps a trace of noise.
         let a_end = cfg.alphas_cumprod()[0];
-        let expected = ((&x0 * a_end.sqrt()).unwrap() + (&eps * (1.0 - a_end).sqrt()).unwrap())
-            .unwrap();
+        let expected =
+            ((&x0 * a_end.sqrt()).unwrap() + (&eps * (1.0 - a_end).sqrt()).unwrap()).unwrap();
         let diff = (x - expected).unwrap().abs().unwrap().max_all().unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-4);
     }

@@ -41,9 +41,8 @@ impl WeightStore {
         dtype: DType,
         device: &Device,
     ) -> Result<Self> {
-        let tensors = candle_core::safetensors::load_buffer(bytes, device).map_err(|e| {
-            EngineError::file(format!("not a valid safetensors file ({e})"), path)
-        })?;
+        let tensors = candle_core::safetensors::load_buffer(bytes, device)
+            .map_err(|e| EngineError::file(format!("not a valid safetensors file ({e})"), path))?;
         Self::from_tensors(component, path, tensors, dtype)
     }
 
@@ -123,10 +122,13 @@ impl WeightStore {
 
     /// Overwrites a tensor in place, keeping the original for [`WeightStore::restore`].
     pub fn set(&mut self, name: &str, value: &Tensor) -> Result<()> {
-        let var = self.vars.get(name).ok_or_else(|| EngineError::MissingTensor {
-            name: name.to_string(),
-            path: self.source.clone(),
-        })?;
+        let var = self
+            .vars
+            .get(name)
+            .ok_or_else(|| EngineError::MissingTensor {
+                name: name.to_string(),
+                path: self.source.clone(),
+            })?;
         if var.shape() != value.shape() {
             return Err(EngineError::TensorShape {
                 name: name.to_string(),
@@ -140,15 +142,23 @@ impl WeightStore {
                 .as_tensor()
                 .copy()
                 .and_then(|t| t.detach().contiguous())
-                .map_err(|source| EngineError::Candle { stage: "edit", source })?;
+                .map_err(|source| EngineError::Candle {
+                    stage: "edit",
+                    source,
+                })?;
             self.originals.insert(name.to_string(), copy);
         }
         let value = value
             .to_dtype(var.dtype())
             .and_then(|v| v.contiguous())
-            .map_err(|source| EngineError::Candle { stage: "edit", source })?;
-        var.set(&value)
-            .map_err(|source| EngineError::Candle { stage: "edit", source })
+            .map_err(|source| EngineError::Candle {
+                stage: "edit",
+                source,
+            })?;
+        var.set(&value).map_err(|source| EngineError::Candle {
+            stage: "edit",
+            source,
+        })
     }
 
     /// Writes a tensor's original value back; returns whether it had been edited.
@@ -156,8 +166,10 @@ impl WeightStore {
         let (Some(original), Some(var)) = (self.originals.remove(name), self.vars.get(name)) else {
             return Ok(false);
         };
-        var.set(&original)
-            .map_err(|source| EngineError::Candle { stage: "undo edit", source })?;
+        var.set(&original).map_err(|source| EngineError::Candle {
+            stage: "undo edit",
+            source,
+        })?;
         Ok(true)
     }
 
@@ -238,7 +250,10 @@ mod tests {
             "lin.weight".to_string(),
             Tensor::new(&[[1f32, 2.], [3., 4.]], &dev).unwrap(),
         );
-        tensors.insert("lin.bias".to_string(), Tensor::new(&[0.5f32, -0.5], &dev).unwrap());
+        tensors.insert(
+            "lin.bias".to_string(),
+            Tensor::new(&[0.5f32, -0.5], &dev).unwrap(),
+        );
         WeightStore::from_tensors("test", Path::new("test.safetensors"), tensors, DType::F32)
             .unwrap()
     }
@@ -267,10 +282,20 @@ mod tests {
     fn missing_and_misshapen_tensors_name_themselves() {
         let store = store();
         let vb = store.var_builder(DType::F32, &Device::Cpu);
-        let err = candle_nn::linear(2, 3, vb.pp("lin")).unwrap_err().to_string();
-        assert!(err.contains("lin.weight") && err.contains("[2, 2]"), "{err}");
-        let err = candle_nn::linear(2, 2, vb.pp("other")).unwrap_err().to_string();
-        assert!(err.contains("other.weight is missing from test.safetensors"), "{err}");
+        let err = candle_nn::linear(2, 3, vb.pp("lin"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("lin.weight") && err.contains("[2, 2]"),
+            "{err}"
+        );
+        let err = candle_nn::linear(2, 2, vb.pp("other"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("other.weight is missing from test.safetensors"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -285,6 +310,9 @@ mod tests {
         .err()
         .unwrap()
         .to_string();
-        assert!(err.contains("unet/diffusion_pytorch_model.safetensors"), "{err}");
+        assert!(
+            err.contains("unet/diffusion_pytorch_model.safetensors"),
+            "{err}"
+        );
     }
 }

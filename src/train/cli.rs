@@ -3,18 +3,18 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use clap::{Args, ValueEnum};
 
 use super::diffusion::{self, DiffusionTrainConfig};
 use super::embedded::{self, EmbeddedArchitecture, TrainedParts};
-use super::fashion_mnist::{class_prompt, FashionMnist, Split, CLASS_NAMES};
-use super::meter::{train_meter, MeterTrainConfig};
+use super::fashion_mnist::{CLASS_NAMES, FashionMnist, Split, class_prompt};
+use super::meter::{MeterTrainConfig, train_meter};
 use super::modules::TrainVae;
 use crate::engine::meter::ConceptMeter;
-use crate::engine::model::{embedded_model_dir, DiffusionModel};
+use crate::engine::model::{DiffusionModel, embedded_model_dir};
 use crate::engine::pipeline::{self, Picture, SamplingParams};
 use crate::engine::scheduler::SamplerKind;
 use crate::engine::tokenizer::ClipTokenizer;
@@ -126,10 +126,19 @@ pub fn train(args: &TrainArgs) -> Result<()> {
 
     let vae_map = if args.stage == Stage::Unet {
         let mut map = VarMap::new();
-        TrainVae::new(VarBuilder::from_varmap(&map, DType::F32, &device), 3, 3, &arch.vae_candle())?;
+        TrainVae::new(
+            VarBuilder::from_varmap(&map, DType::F32, &device),
+            3,
+            3,
+            &arch.vae_candle(),
+        )?;
         let path = args.work.join("vae.safetensors");
-        map.load(&path)
-            .with_context(|| format!("no VAE checkpoint at {}; train the VAE first", path.display()))?;
+        map.load(&path).with_context(|| {
+            format!(
+                "no VAE checkpoint at {}; train the VAE first",
+                path.display()
+            )
+        })?;
         map
     } else {
         let (map, report) = diffusion::train_vae(&cfg, &arch, &data, &device)?;
@@ -279,11 +288,19 @@ pub fn eval(model_dir: &Path, args: &EvalArgs) -> Result<()> {
         .iter()
         .map(|s| s.recognised as f32 / s.total.max(1) as f32)
         .fold(1.0, f32::min);
-    println!("overall {recognised}/{total} {:.1}%, worst prompt {:.1}%", share * 100.0, worst * 100.0);
+    println!(
+        "overall {recognised}/{total} {:.1}%, worst prompt {:.1}%",
+        share * 100.0,
+        worst * 100.0
+    );
     if let Some(required) = args.require
         && share < required
     {
-        bail!("{:.1}% recognised, {:.1}% required", share * 100.0, required * 100.0);
+        bail!(
+            "{:.1}% recognised, {:.1}% required",
+            share * 100.0,
+            required * 100.0
+        );
     }
     Ok(())
 }

@@ -121,7 +121,10 @@ fn load_checkpoint(varmap: &mut VarMap, work_dir: &Path, stage: &str) -> Result<
         .load(&weights)
         .with_context(|| format!("cannot resume from {}", weights.display()))?;
     let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state)?)?;
-    Ok(state.get("step").and_then(serde_json::Value::as_u64).map(|s| s as usize))
+    Ok(state
+        .get("step")
+        .and_then(serde_json::Value::as_u64)
+        .map(|s| s as usize))
 }
 
 /// Running mean of the first and last losses of a stage.
@@ -164,7 +167,12 @@ impl LossLog {
     }
 }
 
+/// A progress bar on a terminal; elsewhere (a log file, CI) a line every 50 steps instead.
 fn progress_bar(len: usize, done: usize, what: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
     let bar = indicatif::ProgressBar::new(len as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -175,6 +183,13 @@ fn progress_bar(len: usize, done: usize, what: &str) -> indicatif::ProgressBar {
     bar.set_prefix(what.to_string());
     bar.set_position(done as u64);
     bar
+}
+
+/// Logs a line every 50 steps when no progress bar is drawn.
+fn log_progress(stage: &str, step: usize, loss: f32) {
+    if (step + 1) % 50 == 0 {
+        tracing::info!(stage, step = step + 1, loss, "training");
+    }
 }
 
 /// Stage 1: trains the VAE; returns its weights and the stage report.
@@ -200,12 +215,15 @@ pub fn train_vae(
             ..Default::default()
         },
     )?;
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(noise::derive_seed(cfg.seed, 100 + start as u64));
+    let mut rng =
+        Xoshiro256PlusPlus::seed_from_u64(noise::derive_seed(cfg.seed, 100 + start as u64));
     let mut log = LossLog::new(50);
     let started = Instant::now();
     let bar = progress_bar(cfg.vae_steps, start, "vae");
     for step in start..cfg.vae_steps {
-        let indices: Vec<usize> = (0..cfg.vae_batch).map(|_| rng.random_range(0..data.len())).collect();
+        let indices: Vec<usize> = (0..cfg.vae_batch)
+            .map(|_| rng.random_range(0..data.len()))
+            .collect();
         let (pictures, _) = data.diffusion_batch(&indices, &mut rng, device)?;
         let (mean, logvar) = vae.encode(&pictures)?;
         let logvar = logvar.clamp(-30f32, 20f32)?;
@@ -222,6 +240,7 @@ pub fn train_vae(
         log.push(loss);
         bar.set_message(format!("{:.4}", log.recent()));
         bar.inc(1);
+        log_progress("vae", step, log.recent());
         if (step + 1) % cfg.checkpoint_every == 0 {
             save_checkpoint(&varmap, &cfg.work_dir, "vae", step + 1)?;
         }
@@ -302,7 +321,11 @@ impl CaptionIds {
     fn batch(&self, captions: &[&str], device: &Device) -> Result<Tensor> {
         let mut flat = Vec::with_capacity(captions.len() * self.len);
         for caption in captions {
-            flat.extend_from_slice(self.ids.get(*caption).context("caption was not tokenized")?);
+            flat.extend_from_slice(
+                self.ids
+                    .get(*caption)
+                    .context("caption was not tokenized")?,
+            );
         }
         Ok(Tensor::from_vec(flat, (captions.len(), self.len), device)?)
     }
@@ -350,7 +373,8 @@ pub fn train_unet(
     let alphas = schedule.alphas_cumprod();
     let n = encoded.set.captions.len();
     let captions = CaptionIds::new(tokenizer, &encoded.set.captions)?;
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(noise::derive_seed(cfg.seed, 200 + start as u64));
+    let mut rng =
+        Xoshiro256PlusPlus::seed_from_u64(noise::derive_seed(cfg.seed, 200 + start as u64));
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(&mut rng);
     let mut cursor = 0;
@@ -362,13 +386,18 @@ pub fn train_unet(
         // Cosine decay after a short warm-up.
         let progress = step as f64 / cfg.unet_steps as f64;
         let warm = ((step + 1) as f64 / 100.0).min(1.0);
-        opt.set_learning_rate(base_lr * warm * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())));
+        opt.set_learning_rate(
+            base_lr * warm * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())),
+        );
 
         if cursor + cfg.unet_batch > n {
             order.shuffle(&mut rng);
             cursor = 0;
         }
-        let batch: Vec<u32> = order[cursor..cursor + cfg.unet_batch.min(n)].iter().map(|&i| i as u32).collect();
+        let batch: Vec<u32> = order[cursor..cursor + cfg.unet_batch.min(n)]
+            .iter()
+            .map(|&i| i as u32)
+            .collect();
         cursor += batch.len();
         let b = batch.len();
         let index = Tensor::from_vec(batch.clone(), b, device)?;
@@ -379,12 +408,19 @@ pub fn train_unet(
 
         let timesteps: Vec<usize> = (0..b).map(|_| rng.random_range(0..alphas.len())).collect();
         let sqrt_a: Vec<f32> = timesteps.iter().map(|&t| alphas[t].sqrt() as f32).collect();
-        let sqrt_1ma: Vec<f32> = timesteps.iter().map(|&t| (1.0 - alphas[t]).sqrt() as f32).collect();
+        let sqrt_1ma: Vec<f32> = timesteps
+            .iter()
+            .map(|&t| (1.0 - alphas[t]).sqrt() as f32)
+            .collect();
         let sqrt_a = Tensor::from_vec(sqrt_a, (b, 1, 1, 1), device)?;
         let sqrt_1ma = Tensor::from_vec(sqrt_1ma, (b, 1, 1, 1), device)?;
         let noise_target = noise::gaussian(rng.random(), x0.shape(), device)?;
         let noisy = (x0.broadcast_mul(&sqrt_a)? + noise_target.broadcast_mul(&sqrt_1ma)?)?;
-        let t = Tensor::from_vec(timesteps.iter().map(|&t| t as f32).collect::<Vec<_>>(), b, device)?;
+        let t = Tensor::from_vec(
+            timesteps.iter().map(|&t| t as f32).collect::<Vec<_>>(),
+            b,
+            device,
+        )?;
 
         let texts: Vec<&str> = batch
             .iter()
@@ -406,6 +442,7 @@ pub fn train_unet(
         log.push(loss);
         bar.set_message(format!("{:.4}", log.recent()));
         bar.inc(1);
+        log_progress("unet", step, log.recent());
         if (step + 1) % cfg.checkpoint_every == 0 {
             save_checkpoint(&unet_map, &cfg.work_dir, "unet", step + 1)?;
             save_checkpoint(&text_map, &cfg.work_dir, "text_encoder", step + 1)?;
@@ -436,11 +473,20 @@ pub fn encode_for_unet(
     seed: u64,
     device: &Device,
 ) -> Result<EncodedLatents> {
-    let vae = TrainVae::new(VarBuilder::from_varmap(vae_map, DType::F32, device), 3, 3, &arch.vae_candle())?;
+    let vae = TrainVae::new(
+        VarBuilder::from_varmap(vae_map, DType::F32, device),
+        3,
+        3,
+        &arch.vae_candle(),
+    )?;
     let (set, pictures) = encode_dataset(&vae, data, seed, device)?;
     let std = set.mean.flatten_all()?.to_vec1::<f32>()?;
     let mean_v = std.iter().map(|&v| f64::from(v)).sum::<f64>() / std.len() as f64;
-    let var = std.iter().map(|&v| (f64::from(v) - mean_v).powi(2)).sum::<f64>() / std.len() as f64;
+    let var = std
+        .iter()
+        .map(|&v| (f64::from(v) - mean_v).powi(2))
+        .sum::<f64>()
+        / std.len() as f64;
     let scaling_factor = 1.0 / var.sqrt().max(1e-6);
 
     // Fit RGB = W * latent + b per latent cell against the picture averaged over each cell.
@@ -456,8 +502,18 @@ pub fn encode_for_unet(
 }
 
 /// Mean squared error of VAE reconstructions over some test pictures (for reports).
-pub fn vae_test_error(vae_map: &VarMap, arch: &EmbeddedArchitecture, test: &FashionMnist, device: &Device) -> Result<f32> {
-    let vae = TrainVae::new(VarBuilder::from_varmap(vae_map, DType::F32, device), 3, 3, &arch.vae_candle())?;
+pub fn vae_test_error(
+    vae_map: &VarMap,
+    arch: &EmbeddedArchitecture,
+    test: &FashionMnist,
+    device: &Device,
+) -> Result<f32> {
+    let vae = TrainVae::new(
+        VarBuilder::from_varmap(vae_map, DType::F32, device),
+        3,
+        3,
+        &arch.vae_candle(),
+    )?;
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
     let indices: Vec<usize> = (0..test.len().min(256)).collect();
     let (pictures, _) = test.diffusion_batch(&indices, &mut rng, device)?;

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use candle_core::{Tensor, D};
+use candle_core::{D, Tensor};
 use candle_nn::VarMap;
 use candle_transformers::models::clip::text_model::ClipTextConfig;
 use candle_transformers::models::stable_diffusion::unet_2d::UNet2DConditionModelConfig;
@@ -152,8 +152,14 @@ impl EmbeddedArchitecture {
 pub fn fit_latent_rgb(latents: &Tensor, pictures: &Tensor) -> Result<LatentRgb> {
     let c = latents.dim(1)?;
     // Rows: one per cell, features = latent channels and a constant 1.
-    let x = latents.transpose(1, 3)?.flatten_to(2)?.to_dtype(candle_core::DType::F64)?;
-    let y = pictures.transpose(1, 3)?.flatten_to(2)?.to_dtype(candle_core::DType::F64)?;
+    let x = latents
+        .transpose(1, 3)?
+        .flatten_to(2)?
+        .to_dtype(candle_core::DType::F64)?;
+    let y = pictures
+        .transpose(1, 3)?
+        .flatten_to(2)?
+        .to_dtype(candle_core::DType::F64)?;
     let ones = Tensor::ones((x.dim(0)?, 1), candle_core::DType::F64, x.device())?;
     let x = Tensor::cat(&[&x, &ones], D::Minus1)?;
     let xtx = x.t()?.matmul(&x)?.to_vec2::<f64>()?;
@@ -273,14 +279,28 @@ pub fn export(
         &json!({ "latent_rgb": parts.latent_rgb }),
     )?;
 
-    save_weights(parts.unet, &out.join("unet/diffusion_pytorch_model.safetensors"))?;
-    save_weights(parts.vae, &out.join("vae/diffusion_pytorch_model.safetensors"))?;
-    save_weights(parts.text_encoder, &out.join("text_encoder/model.safetensors"))?;
+    save_weights(
+        parts.unet,
+        &out.join("unet/diffusion_pytorch_model.safetensors"),
+    )?;
+    save_weights(
+        parts.vae,
+        &out.join("vae/diffusion_pytorch_model.safetensors"),
+    )?;
+    save_weights(
+        parts.text_encoder,
+        &out.join("text_encoder/model.safetensors"),
+    )?;
 
     let tokenizer_out = out.join("tokenizer");
     if tokenizer_dir != tokenizer_out {
         std::fs::create_dir_all(&tokenizer_out)?;
-        for file in ["vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"] {
+        for file in [
+            "vocab.json",
+            "merges.txt",
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+        ] {
             let from = tokenizer_dir.join(file);
             if from.is_file() {
                 std::fs::copy(&from, tokenizer_out.join(file))
@@ -301,13 +321,25 @@ mod tests {
         let dev = Device::Cpu;
         let latents = crate::engine::noise::gaussian(3, (4, 4, 2, 2), &dev).unwrap();
         let w = Tensor::new(
-            &[[0.5f32, 0.0, 0.1, 0.0], [0.0, -0.3, 0.0, 0.2], [0.1, 0.1, 0.1, 0.1]],
+            &[
+                [0.5f32, 0.0, 0.1, 0.0],
+                [0.0, -0.3, 0.0, 0.2],
+                [0.1, 0.1, 0.1, 0.1],
+            ],
             &dev,
         )
         .unwrap();
-        let flat = latents.permute((0, 2, 3, 1)).unwrap().reshape((16, 4)).unwrap();
+        let flat = latents
+            .permute((0, 2, 3, 1))
+            .unwrap()
+            .reshape((16, 4))
+            .unwrap();
         let rgb = (flat.matmul(&w.t().unwrap()).unwrap() + 0.25).unwrap();
-        let pictures = rgb.reshape((4, 2, 2, 3)).unwrap().permute((0, 3, 1, 2)).unwrap();
+        let pictures = rgb
+            .reshape((4, 2, 2, 3))
+            .unwrap()
+            .permute((0, 3, 1, 2))
+            .unwrap();
         let fit = fit_latent_rgb(&latents, &pictures).unwrap();
         assert!((fit.weights[0][0] - 0.5).abs() < 1e-4, "{fit:?}");
         assert!((fit.weights[3][1] - 0.2).abs() < 1e-4, "{fit:?}");

@@ -103,7 +103,8 @@ impl Module for Conv2d {
         let (k, pad, stride) = (self.kernel_size, self.padding, self.stride);
         let out_channels = self.weight.dim(0)?;
         let xs = if pad > 0 {
-            xs.pad_with_zeros(2, pad, pad)?.pad_with_zeros(3, pad, pad)?
+            xs.pad_with_zeros(2, pad, pad)?
+                .pad_with_zeros(3, pad, pad)?
         } else {
             xs.clone()
         };
@@ -133,7 +134,9 @@ impl Module for Conv2d {
             }
         }
         let cols = if patches.len() == 1 {
-            patches.remove(0).reshape((batch, channels, out_h * out_w))?
+            patches
+                .remove(0)
+                .reshape((batch, channels, out_h * out_w))?
         } else {
             Tensor::stack(&patches, 2)?.reshape((batch, channels * k * k, out_h * out_w))?
         };
