@@ -217,7 +217,7 @@ pub fn train_vae(
     )?;
     let mut rng =
         Xoshiro256PlusPlus::seed_from_u64(noise::derive_seed(cfg.seed, 100 + start as u64));
-    let mut log = LossLog::new(50);
+    let mut log = LossLog::new((cfg.vae_steps.saturating_sub(start) / 4).clamp(1, 50));
     let started = Instant::now();
     let bar = progress_bar(cfg.vae_steps, start, "vae");
     for step in start..cfg.vae_steps {
@@ -247,7 +247,7 @@ pub fn train_vae(
     }
     bar.finish();
     save_checkpoint(&varmap, &cfg.work_dir, "vae", cfg.vae_steps)?;
-    let report = log.report(cfg.vae_steps - start, started);
+    let report = log.report(cfg.vae_steps.saturating_sub(start), started);
     tracing::info!(?report, "vae trained");
     Ok((varmap, report))
 }
@@ -378,7 +378,7 @@ pub fn train_unet(
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(&mut rng);
     let mut cursor = 0;
-    let mut log = LossLog::new(50);
+    let mut log = LossLog::new((cfg.unet_steps.saturating_sub(start) / 4).clamp(1, 50));
     let started = Instant::now();
     let bar = progress_bar(cfg.unet_steps, start, "unet");
     let base_lr = 1e-3;
@@ -451,7 +451,7 @@ pub fn train_unet(
     bar.finish();
     save_checkpoint(&unet_map, &cfg.work_dir, "unet", cfg.unet_steps)?;
     save_checkpoint(&text_map, &cfg.work_dir, "text_encoder", cfg.unet_steps)?;
-    let report = log.report(cfg.unet_steps - start, started);
+    let report = log.report(cfg.unet_steps.saturating_sub(start), started);
     tracing::info!(?report, "unet trained");
     Ok((unet_map, text_map, report))
 }
