@@ -103,6 +103,15 @@ pub struct DiffusionModel {
     pub device: Device,
 }
 
+/// The weight file of a component in a model folder (diffusers layout).
+pub fn component_weights_path(dir: &Path, component: Component) -> Result<PathBuf> {
+    let stem = match component {
+        Component::TextEncoder => "model",
+        Component::Unet | Component::Vae => "diffusion_pytorch_model",
+    };
+    weight_file(&dir.join(component.name()), stem)
+}
+
 /// Finds a component's weight file, preferring full precision over the fp16 variant.
 fn weight_file(dir: &Path, stem: &str) -> Result<PathBuf> {
     for name in [

@@ -1,0 +1,504 @@
+//! The module catalog: a component's weights grouped into the modules an experimenter knocks
+//! out, randomizes or scales.
+//!
+//! A module is a weight name without its `.weight` / `.bias` suffix
+//! (`down_blocks.0.resnets.0.conv1`), so a convolution's kernel and bias go together, as do a
+//! norm's scale and shift. Stable Diffusion 1.5's UNet has 391 of them. Modules are listed in
+//! the order data flows through the network (the UNet's `conv_in` first, `conv_out` last;
+//! within a block `resnets.0`, `attentions.0`, `resnets.1`..., then the sampler) rather than in
+//! the alphabetical order of checkpoint files, so that "the first and the last module" mean
+//! what a reader of the architecture expects. The catalog reads names and shapes only: it can
+//! be built from a loaded [`WeightStore`] or from a safetensors header without reading the
+//! weights.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::engine::error::{EngineError, Result};
+use crate::engine::model::Component;
+use crate::engine::weights::WeightStore;
+
+/// One tensor of a module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorInfo {
+    /// The full checkpoint name (`down_blocks.0.resnets.0.conv1.weight`).
+    pub name: String,
+    /// Its shape.
+    pub shape: Vec<usize>,
+}
+
+impl TensorInfo {
+    /// Number of values in the tensor.
+    pub fn num_params(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// A module: the tensors that share a name up to `.weight` / `.bias`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleInfo {
+    /// The module's name (`down_blocks.0.resnets.0.conv1`).
+    pub name: String,
+    /// Its tensors, weight before bias.
+    pub tensors: Vec<TensorInfo>,
+}
+
+impl ModuleInfo {
+    /// Number of values in all its tensors.
+    pub fn num_params(&self) -> usize {
+        self.tensors.iter().map(TensorInfo::num_params).sum()
+    }
+
+    /// The tensors' shapes as `[320, 4, 3, 3] [320]`.
+    pub fn shapes_label(&self) -> String {
+        let shapes: Vec<String> = self
+            .tensors
+            .iter()
+            .map(|t| format!("{:?}", t.shape))
+            .collect();
+        shapes.join(" ")
+    }
+}
+
+/// A named group of modules in the catalog's tree (`down_blocks.0`, `down_blocks.0.resnets.1`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleGroup {
+    /// The group's full path; empty for the root.
+    pub path: String,
+    /// The groups inside it, in network order.
+    pub children: Vec<ModuleGroup>,
+    /// Indices into [`ModuleCatalog::modules`] of the modules directly inside it.
+    pub modules: Vec<usize>,
+    /// Modules in the group and all its subgroups.
+    pub num_modules: usize,
+    /// Parameters in the group and all its subgroups.
+    pub num_params: usize,
+}
+
+/// Every editable module of one component, in network order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleCatalog {
+    /// The component the modules belong to.
+    pub component: Component,
+    /// The modules, in the order data flows through them.
+    pub modules: Vec<ModuleInfo>,
+}
+
+impl ModuleCatalog {
+    /// Groups floating-point tensors, given by name and shape, into modules.
+    pub fn from_shapes(
+        component: Component,
+        tensors: impl IntoIterator<Item = (String, Vec<usize>)>,
+    ) -> Self {
+        let mut by_module: BTreeMap<String, Vec<TensorInfo>> = BTreeMap::new();
+        for (name, shape) in tensors {
+            by_module
+                .entry(module_of(&name).to_string())
+                .or_default()
+                .push(TensorInfo { name, shape });
+        }
+        let mut modules: Vec<ModuleInfo> = by_module
+            .into_iter()
+            .map(|(name, mut tensors)| {
+                tensors.sort_by_key(|t| (!t.name.ends_with(".weight"), t.name.clone()));
+                ModuleInfo { name, tensors }
+            })
+            .collect();
+        modules.sort_by(|a, b| network_order(&a.name, &b.name));
+        Self { component, modules }
+    }
+
+    /// The catalog of a loaded component (its floating-point tensors).
+    pub fn from_store(component: Component, store: &WeightStore) -> Self {
+        let tensors = store.names().filter_map(|name| {
+            let tensor = store.get(name)?;
+            tensor
+                .dtype()
+                .is_float()
+                .then(|| (name.to_string(), tensor.dims().to_vec()))
+        });
+        Self::from_shapes(component, tensors)
+    }
+
+    /// The catalog of a safetensors file, read from its header alone.
+    pub fn from_safetensors_header(component: Component, path: &Path) -> Result<Self> {
+        Ok(Self::from_shapes(component, read_header_shapes(path)?))
+    }
+
+    /// The module of that exact name.
+    pub fn get(&self, name: &str) -> Option<&ModuleInfo> {
+        self.modules.iter().find(|m| m.name == name)
+    }
+
+    /// The modules a name selects: the module of that name, or every module of the group of
+    /// that name (`down_blocks.0` selects all 43 modules of SD 1.5's first down block).
+    pub fn select(&self, name: &str) -> Result<Vec<&ModuleInfo>> {
+        if let Some(module) = self.get(name) {
+            return Ok(vec![module]);
+        }
+        let prefix = format!("{name}.");
+        let group: Vec<&ModuleInfo> = self
+            .modules
+            .iter()
+            .filter(|m| m.name.starts_with(&prefix))
+            .collect();
+        if group.is_empty() {
+            return Err(EngineError::InvalidRequest(format!(
+                "no module or group {name} in the {}; `interconcept modules --component {}` \
+                 lists them",
+                self.component.name(),
+                self.component.name()
+            )));
+        }
+        Ok(group)
+    }
+
+    /// Total parameters of the component.
+    pub fn num_params(&self) -> usize {
+        self.modules.iter().map(ModuleInfo::num_params).sum()
+    }
+
+    /// The modules as a tree of groups: blocks, then resnets / attentions / samplers, down to
+    /// the groups that hold modules directly.
+    pub fn tree(&self) -> ModuleGroup {
+        let mut root = ModuleGroup {
+            path: String::new(),
+            children: Vec::new(),
+            modules: Vec::new(),
+            num_modules: 0,
+            num_params: 0,
+        };
+        for (index, module) in self.modules.iter().enumerate() {
+            let segments = segments(&module.name);
+            let params = module.num_params();
+            let mut node = &mut root;
+            node.num_modules += 1;
+            node.num_params += params;
+            let mut path = String::new();
+            for segment in &segments[..segments.len() - 1] {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(segment);
+                // Modules come in network order, so a group's modules are contiguous: the
+                // group, if it exists, is the last child.
+                if node.children.last().is_none_or(|c| c.path != path) {
+                    node.children.push(ModuleGroup {
+                        path: path.clone(),
+                        children: Vec::new(),
+                        modules: Vec::new(),
+                        num_modules: 0,
+                        num_params: 0,
+                    });
+                }
+                let Some(child) = node.children.last_mut() else {
+                    break;
+                };
+                node = child;
+                node.num_modules += 1;
+                node.num_params += params;
+            }
+            node.modules.push(index);
+        }
+        root
+    }
+}
+
+/// The module a tensor belongs to: its name without `.weight` / `.bias`.
+pub fn module_of(tensor_name: &str) -> &str {
+    tensor_name
+        .strip_suffix(".weight")
+        .or_else(|| tensor_name.strip_suffix(".bias"))
+        .unwrap_or(tensor_name)
+}
+
+/// A name's path segments, each list index joined to its list (`down_blocks.0`, `resnets.1`,
+/// `conv1`).
+fn segments(name: &str) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    let mut start = 0;
+    let parts: Vec<(usize, &str)> = name
+        .split('.')
+        .scan(0, |offset, part| {
+            let at = *offset;
+            *offset += part.len() + 1;
+            Some((at, part))
+        })
+        .collect();
+    for (i, (at, part)) in parts.iter().enumerate() {
+        let next_is_index = parts
+            .get(i + 1)
+            .is_some_and(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        if next_is_index {
+            continue;
+        }
+        out.push(&name[start..at + part.len()]);
+        start = at + part.len() + 1;
+    }
+    out
+}
+
+/// Sub-module names in the order data flows through them, across Stable Diffusion's text
+/// encoder (CLIP), UNet and VAE. Siblings never appear in contradicting orders, so one list
+/// serves all three.
+const FLOW_ORDER: &[&str] = &[
+    "text_model",
+    "embeddings",
+    "token_embedding",
+    "position_embedding",
+    "encoder",
+    "quant_conv",
+    "post_quant_conv",
+    "decoder",
+    "conv_in",
+    "time_embedding",
+    "linear_1",
+    "linear_2",
+    "add_embedding",
+    "down_blocks",
+    "mid_block",
+    "up_blocks",
+    "layers",
+    "norm",
+    "group_norm",
+    "proj_in",
+    "transformer_blocks",
+    "layer_norm1",
+    "self_attn",
+    "norm1",
+    "conv1",
+    "attn1",
+    "time_emb_proj",
+    "layer_norm2",
+    "mlp",
+    "norm2",
+    "conv2",
+    "attn2",
+    "conv_shortcut",
+    "norm3",
+    "ff",
+    "net",
+    "proj",
+    "to_q",
+    "q_proj",
+    "query",
+    "to_k",
+    "k_proj",
+    "key",
+    "to_v",
+    "v_proj",
+    "value",
+    "to_out",
+    "out_proj",
+    "proj_attn",
+    "fc1",
+    "fc2",
+    "conv",
+    "proj_out",
+    "final_layer_norm",
+    "conv_norm_out",
+    "conv_out",
+];
+
+/// Sort key of one segment: (rank, list index, tie-break, name).
+fn segment_key(segment: &str) -> (usize, u64, u8, &str) {
+    let (base, index) = match segment.rsplit_once('.') {
+        Some((base, index)) => (base, index.parse::<u64>().unwrap_or(0)),
+        None => (segment, 0),
+    };
+    // Inside a block, resnet i runs before attention i, and both before the sampler.
+    let block_parts = FLOW_ORDER.len();
+    match base {
+        "resnets" => (block_parts, index, 0, ""),
+        "attentions" => (block_parts, index, 1, ""),
+        "downsamplers" | "upsamplers" => (block_parts + 1, index, 0, ""),
+        _ => match FLOW_ORDER.iter().position(|&known| known == base) {
+            Some(rank) => (rank, index, 0, ""),
+            None => (block_parts + 2, index, 0, base),
+        },
+    }
+}
+
+/// Compares two module names in network order.
+pub fn network_order(a: &str, b: &str) -> Ordering {
+    let (sa, sb) = (segments(a), segments(b));
+    for (x, y) in sa.iter().zip(&sb) {
+        match segment_key(x).cmp(&segment_key(y)) {
+            Ordering::Equal => {}
+            other => return other,
+        }
+    }
+    sa.len().cmp(&sb.len()).then_with(|| a.cmp(b))
+}
+
+/// One entry of a safetensors header.
+#[derive(Deserialize)]
+struct HeaderEntry {
+    dtype: String,
+    shape: Vec<usize>,
+}
+
+/// The largest header accepted (safetensors itself refuses more than 100 MB).
+const MAX_HEADER_LEN: u64 = 100_000_000;
+
+/// Names and shapes of the floating-point tensors of a safetensors file, from its header.
+fn read_header_shapes(path: &Path) -> Result<Vec<(String, Vec<usize>)>> {
+    let bad = |what: String| EngineError::file(what, path);
+    let mut file =
+        std::fs::File::open(path).map_err(|e| bad(format!("cannot read weights: {e}")))?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len)
+        .map_err(|e| bad(format!("not a safetensors file ({e})")))?;
+    let len = u64::from_le_bytes(len);
+    if len > MAX_HEADER_LEN {
+        return Err(bad(format!(
+            "not a safetensors file (header of {len} bytes)"
+        )));
+    }
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header)
+        .map_err(|e| bad(format!("not a safetensors file: truncated header ({e})")))?;
+    let entries: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&header)
+        .map_err(|e| bad(format!("not a safetensors file: bad header ({e})")))?;
+    let mut out = Vec::new();
+    for (name, value) in entries {
+        if name == "__metadata__" {
+            continue;
+        }
+        let entry: HeaderEntry = serde_json::from_value(value)
+            .map_err(|e| bad(format!("bad header entry for tensor {name} ({e})")))?;
+        if matches!(
+            entry.dtype.as_str(),
+            "F64" | "F32" | "F16" | "BF16" | "F8_E4M3" | "F8_E5M2"
+        ) {
+            out.push((name, entry.shape));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(catalog: &ModuleCatalog) -> Vec<&str> {
+        catalog.modules.iter().map(|m| m.name.as_str()).collect()
+    }
+
+    #[test]
+    fn segments_keep_list_indices_with_their_list() {
+        assert_eq!(
+            segments("down_blocks.0.attentions.1.transformer_blocks.0.attn1.to_out.0"),
+            vec![
+                "down_blocks.0",
+                "attentions.1",
+                "transformer_blocks.0",
+                "attn1",
+                "to_out.0"
+            ]
+        );
+        assert_eq!(segments("conv_in"), vec!["conv_in"]);
+    }
+
+    #[test]
+    fn modules_pair_weights_and_biases_in_network_order() {
+        let tensors = [
+            "conv_out.weight",
+            "up_blocks.0.resnets.0.conv1.weight",
+            "down_blocks.0.downsamplers.0.conv.weight",
+            "down_blocks.0.attentions.0.proj_in.weight",
+            "down_blocks.0.resnets.1.conv1.weight",
+            "down_blocks.0.resnets.0.conv1.bias",
+            "down_blocks.0.resnets.0.conv1.weight",
+            "down_blocks.0.resnets.0.norm1.weight",
+            "down_blocks.0.resnets.0.time_emb_proj.weight",
+            "down_blocks.10.resnets.0.conv1.weight",
+            "down_blocks.2.resnets.0.conv1.weight",
+            "mid_block.resnets.0.conv1.weight",
+            "time_embedding.linear_2.weight",
+            "time_embedding.linear_1.weight",
+            "conv_in.weight",
+            "conv_in.bias",
+        ];
+        let catalog = ModuleCatalog::from_shapes(
+            Component::Unet,
+            tensors.iter().map(|n| (n.to_string(), vec![2, 3])),
+        );
+        assert_eq!(
+            names(&catalog),
+            vec![
+                "conv_in",
+                "time_embedding.linear_1",
+                "time_embedding.linear_2",
+                "down_blocks.0.resnets.0.norm1",
+                "down_blocks.0.resnets.0.conv1",
+                "down_blocks.0.resnets.0.time_emb_proj",
+                "down_blocks.0.attentions.0.proj_in",
+                "down_blocks.0.resnets.1.conv1",
+                "down_blocks.0.downsamplers.0.conv",
+                "down_blocks.2.resnets.0.conv1",
+                "down_blocks.10.resnets.0.conv1",
+                "mid_block.resnets.0.conv1",
+                "up_blocks.0.resnets.0.conv1",
+                "conv_out",
+            ]
+        );
+        let conv1 = catalog.get("down_blocks.0.resnets.0.conv1").unwrap();
+        assert_eq!(conv1.tensors[0].name, "down_blocks.0.resnets.0.conv1.weight");
+        assert_eq!(conv1.num_params(), 12);
+        assert_eq!(conv1.shapes_label(), "[2, 3] [2, 3]");
+        assert_eq!(catalog.num_params(), 16 * 6);
+    }
+
+    #[test]
+    fn groups_select_their_modules_and_unknown_names_say_where_to_look() {
+        let catalog = ModuleCatalog::from_shapes(
+            Component::Unet,
+            [
+                "down_blocks.0.resnets.0.conv1.weight",
+                "down_blocks.0.resnets.0.conv2.weight",
+                "down_blocks.1.resnets.0.conv1.weight",
+            ]
+            .iter()
+            .map(|n| (n.to_string(), vec![1])),
+        );
+        assert_eq!(catalog.select("down_blocks.0").unwrap().len(), 2);
+        assert_eq!(
+            catalog.select("down_blocks.1.resnets.0.conv1").unwrap()[0].name,
+            "down_blocks.1.resnets.0.conv1"
+        );
+        // A prefix that is not a whole segment selects nothing.
+        let err = catalog.select("down_blocks.0.resnets.0.conv").unwrap_err();
+        assert!(err.to_string().contains("interconcept modules"), "{err}");
+    }
+
+    #[test]
+    fn tree_counts_modules_and_parameters_per_group() {
+        let catalog = ModuleCatalog::from_shapes(
+            Component::Unet,
+            [
+                ("conv_in.weight", 10),
+                ("down_blocks.0.resnets.0.conv1.weight", 3),
+                ("down_blocks.0.resnets.0.conv2.weight", 4),
+                ("down_blocks.0.attentions.0.proj_in.weight", 5),
+            ]
+            .iter()
+            .map(|(n, len)| (n.to_string(), vec![*len])),
+        );
+        let root = catalog.tree();
+        assert_eq!((root.num_modules, root.num_params), (4, 22));
+        assert_eq!(root.modules, vec![0]);
+        let block = &root.children[0];
+        assert_eq!(block.path, "down_blocks.0");
+        assert_eq!((block.num_modules, block.num_params), (3, 12));
+        let paths: Vec<&str> = block.children.iter().map(|c| c.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec!["down_blocks.0.resnets.0", "down_blocks.0.attentions.0"]
+        );
+    }
+}
