@@ -10,7 +10,7 @@ use candle_core::Device;
 use clap::{Args, Parser, Subcommand};
 
 use crate::engine::model::{DiffusionModel, embedded_model_dir};
-use crate::engine::pipeline::{self, SamplingParams};
+use crate::engine::pipeline::{self, Picture, SamplingParams};
 use crate::engine::scheduler::SamplerKind;
 use crate::recipe::{self, RECIPE_VERSION, Recipe};
 
@@ -42,6 +42,11 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Print a prompt's CLIP token ids, space-separated.
     Tokenize(TokenizeArgs),
+    /// List a component's modules: the parts that can be knocked out, randomized or scaled.
+    Modules(crate::surgery_cli::ModulesArgs),
+    /// Make one picture per module (or per edit strength) with an edit applied: a mosaic of
+    /// what the damaged minds imagine.
+    Sweep(crate::sweep::SweepArgs),
 }
 
 /// Sampling options shared by the commands that generate.
@@ -105,6 +110,9 @@ pub struct GenerateArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub sampling: SamplingArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub edits: crate::surgery_cli::EditArgs,
 }
 
 /// `interconcept replay`.
@@ -139,6 +147,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Train(args)) => crate::train::cli::train(&args),
         Some(Command::Eval(args)) => crate::train::cli::eval(&model_dir, &args),
         Some(Command::Bench(args)) => crate::bench::run(&model_dir, &args),
+        Some(Command::Modules(args)) => crate::surgery_cli::modules(&model_dir, &args),
+        Some(Command::Sweep(args)) => crate::sweep::run(&model_dir, &args),
         Some(Command::Tokenize(args)) => {
             let tokenizer =
                 crate::engine::tokenizer::ClipTokenizer::from_dir(&model_dir.join("tokenizer"))?;
@@ -160,7 +170,7 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 /// Checks that the output can be written before any expensive work.
-fn check_output(path: &std::path::Path) -> Result<()> {
+pub fn check_output(path: &std::path::Path) -> Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => std::path::Path::new("."),
@@ -178,13 +188,11 @@ fn check_output(path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// Makes one picture from a recipe and writes it.
-pub fn make_picture(
-    model: &DiffusionModel,
-    recipe: &mut Recipe,
-    out: &std::path::Path,
-) -> Result<()> {
+/// Makes one picture from a recipe: applies its weight edits to the model (undoing any
+/// others), then generates. Records in the recipe whether the model produced NaN or infinity.
+pub fn render(model: &mut DiffusionModel, recipe: &mut Recipe) -> Result<Picture> {
     pipeline::validate(model, &recipe.sampling)?;
+    crate::engine::surgery::apply_edits(model, &recipe.edits)?;
     let (conditioning, cut) = model.encode_prompts(&[recipe.prompt.as_str()])?;
     if let Some(Some(cut)) = cut.first() {
         eprintln!(
@@ -203,6 +211,16 @@ pub fn make_picture(
     )?;
     let picture = pictures.pop().context("no picture came out")?;
     recipe.non_finite = picture.non_finite;
+    Ok(picture)
+}
+
+/// Makes one picture from a recipe and writes it.
+pub fn make_picture(
+    model: &mut DiffusionModel,
+    recipe: &mut Recipe,
+    out: &std::path::Path,
+) -> Result<()> {
+    let picture = render(model, recipe)?;
     if picture.non_finite {
         eprintln!("warning: the model produced NaN or infinity; the picture is a marker");
     }
@@ -214,7 +232,8 @@ fn generate(model_dir: &std::path::Path, args: &GenerateArgs) -> Result<()> {
     if args.sampling.steps == 0 {
         bail!("steps must be at least 1");
     }
-    let model = DiffusionModel::load(model_dir, &Device::Cpu)?;
+    let edits = args.edits.edits()?;
+    let mut model = DiffusionModel::load(model_dir, &Device::Cpu)?;
     let mut recipe = Recipe {
         version: RECIPE_VERSION,
         program_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -223,8 +242,9 @@ fn generate(model_dir: &std::path::Path, args: &GenerateArgs) -> Result<()> {
         seed: args.seed,
         sampling: args.sampling.params(&model),
         non_finite: false,
+        edits,
     };
-    make_picture(&model, &mut recipe, &args.out)?;
+    make_picture(&mut model, &mut recipe, &args.out)?;
     if args.recipe_json {
         let path = args.out.with_extension("json");
         std::fs::write(&path, recipe.to_json() + "\n")
@@ -248,7 +268,7 @@ fn replay(model_dir: &std::path::Path, args: &ReplayArgs) -> Result<()> {
     };
     let mut recipe =
         Recipe::from_json(&json).with_context(|| format!("in {}", args.recipe.display()))?;
-    let model = DiffusionModel::load(model_dir, &Device::Cpu)?;
+    let mut model = DiffusionModel::load(model_dir, &Device::Cpu)?;
     if model.id.weights_hash != recipe.model.weights_hash {
         bail!(
             "the recipe was made with model {} ({}), but {} ({}) is loaded; pass --model",
@@ -258,5 +278,5 @@ fn replay(model_dir: &std::path::Path, args: &ReplayArgs) -> Result<()> {
             model.id.weights_hash
         );
     }
-    make_picture(&model, &mut recipe, &args.out)
+    make_picture(&mut model, &mut recipe, &args.out)
 }

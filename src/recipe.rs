@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::model::ModelId;
 use crate::engine::pipeline::{Picture, SamplingParams};
+use crate::engine::surgery::WeightEdit;
 
 /// The schema version this build writes and reads.
 pub const RECIPE_VERSION: u32 = 1;
@@ -38,6 +39,11 @@ pub struct Recipe {
     /// Set when the model produced NaN or infinity and the picture is a marker.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub non_finite: bool,
+    /// Edits to the model's weights (knockouts, noise...), applied in order to the loaded
+    /// weights before the picture is made. A recipe with edits is refused by builds that
+    /// predate them (unknown field) rather than silently made without them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub edits: Vec<WeightEdit>,
 }
 
 impl Recipe {

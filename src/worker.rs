@@ -383,6 +383,7 @@ fn generate(
         seed: job.seed,
         sampling: job.params.clone(),
         non_finite: picture.non_finite,
+        edits: Vec::new(),
     };
     send(Event::Finished {
         id,

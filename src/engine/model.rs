@@ -41,6 +41,11 @@ impl Component {
     /// All components, in pipeline order.
     pub const ALL: [Component; 3] = [Component::TextEncoder, Component::Unet, Component::Vae];
 
+    /// The component of a folder name (`text_encoder`, `unet`, `vae`).
+    pub fn parse(name: &str) -> Option<Component> {
+        Component::ALL.into_iter().find(|c| c.name() == name)
+    }
+
     /// The component's folder name in the diffusers layout.
     pub fn name(self) -> &'static str {
         match self {

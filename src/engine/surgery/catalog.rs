@@ -69,14 +69,48 @@ impl ModuleInfo {
 pub struct ModuleGroup {
     /// The group's full path; empty for the root.
     pub path: String,
-    /// The groups inside it, in network order.
-    pub children: Vec<ModuleGroup>,
-    /// Indices into [`ModuleCatalog::modules`] of the modules directly inside it.
-    pub modules: Vec<usize>,
+    /// What is directly inside it, in network order.
+    pub entries: Vec<GroupEntry>,
     /// Modules in the group and all its subgroups.
     pub num_modules: usize,
     /// Parameters in the group and all its subgroups.
     pub num_params: usize,
+}
+
+/// One entry of a [`ModuleGroup`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupEntry {
+    /// A module, by index into [`ModuleCatalog::modules`].
+    Module(usize),
+    /// A group of modules.
+    Group(ModuleGroup),
+}
+
+impl ModuleGroup {
+    fn new(path: String) -> Self {
+        Self {
+            path,
+            entries: Vec::new(),
+            num_modules: 0,
+            num_params: 0,
+        }
+    }
+
+    /// The groups directly inside this one.
+    pub fn groups(&self) -> impl Iterator<Item = &ModuleGroup> {
+        self.entries.iter().filter_map(|e| match e {
+            GroupEntry::Group(g) => Some(g),
+            GroupEntry::Module(_) => None,
+        })
+    }
+
+    /// The modules directly inside this one, as indices into [`ModuleCatalog::modules`].
+    pub fn modules(&self) -> impl Iterator<Item = usize> + '_ {
+        self.entries.iter().filter_map(|e| match e {
+            GroupEntry::Module(i) => Some(*i),
+            GroupEntry::Group(_) => None,
+        })
+    }
 }
 
 /// Every editable module of one component, in network order.
@@ -165,46 +199,41 @@ impl ModuleCatalog {
     /// The modules as a tree of groups: blocks, then resnets / attentions / samplers, down to
     /// the groups that hold modules directly.
     pub fn tree(&self) -> ModuleGroup {
-        let mut root = ModuleGroup {
-            path: String::new(),
-            children: Vec::new(),
-            modules: Vec::new(),
-            num_modules: 0,
-            num_params: 0,
-        };
+        let mut root = ModuleGroup::new(String::new());
         for (index, module) in self.modules.iter().enumerate() {
             let segments = segments(&module.name);
-            let params = module.num_params();
-            let mut node = &mut root;
-            node.num_modules += 1;
-            node.num_params += params;
-            let mut path = String::new();
-            for segment in &segments[..segments.len() - 1] {
-                if !path.is_empty() {
-                    path.push('.');
-                }
-                path.push_str(segment);
-                // Modules come in network order, so a group's modules are contiguous: the
-                // group, if it exists, is the last child.
-                if node.children.last().is_none_or(|c| c.path != path) {
-                    node.children.push(ModuleGroup {
-                        path: path.clone(),
-                        children: Vec::new(),
-                        modules: Vec::new(),
-                        num_modules: 0,
-                        num_params: 0,
-                    });
-                }
-                let Some(child) = node.children.last_mut() else {
-                    break;
-                };
-                node = child;
-                node.num_modules += 1;
-                node.num_params += params;
-            }
-            node.modules.push(index);
+            let groups = &segments[..segments.len() - 1];
+            root.insert(groups, index, module.num_params());
         }
         root
+    }
+}
+
+impl ModuleGroup {
+    /// Adds a module below this group, inside the nested groups named by `groups`.
+    fn insert(&mut self, groups: &[&str], index: usize, params: usize) {
+        self.num_modules += 1;
+        self.num_params += params;
+        let Some((first, rest)) = groups.split_first() else {
+            self.entries.push(GroupEntry::Module(index));
+            return;
+        };
+        let path = if self.path.is_empty() {
+            first.to_string()
+        } else {
+            format!("{}.{first}", self.path)
+        };
+        // Modules come in network order, so a group's modules are contiguous: the group, if
+        // it exists, is the last entry.
+        if let Some(GroupEntry::Group(last)) = self.entries.last_mut()
+            && last.path == path
+        {
+            last.insert(rest, index, params);
+            return;
+        }
+        let mut group = ModuleGroup::new(path);
+        group.insert(rest, index, params);
+        self.entries.push(GroupEntry::Group(group));
     }
 }
 
@@ -448,7 +477,10 @@ mod tests {
             ]
         );
         let conv1 = catalog.get("down_blocks.0.resnets.0.conv1").unwrap();
-        assert_eq!(conv1.tensors[0].name, "down_blocks.0.resnets.0.conv1.weight");
+        assert_eq!(
+            conv1.tensors[0].name,
+            "down_blocks.0.resnets.0.conv1.weight"
+        );
         assert_eq!(conv1.num_params(), 12);
         assert_eq!(conv1.shapes_label(), "[2, 3] [2, 3]");
         assert_eq!(catalog.num_params(), 16 * 6);
@@ -491,11 +523,12 @@ mod tests {
         );
         let root = catalog.tree();
         assert_eq!((root.num_modules, root.num_params), (4, 22));
-        assert_eq!(root.modules, vec![0]);
-        let block = &root.children[0];
+        assert_eq!(root.modules().collect::<Vec<_>>(), vec![0]);
+        assert_eq!(root.entries[0], GroupEntry::Module(0));
+        let block = root.groups().next().unwrap();
         assert_eq!(block.path, "down_blocks.0");
         assert_eq!((block.num_modules, block.num_params), (3, 12));
-        let paths: Vec<&str> = block.children.iter().map(|c| c.path.as_str()).collect();
+        let paths: Vec<&str> = block.groups().map(|c| c.path.as_str()).collect();
         assert_eq!(
             paths,
             vec!["down_blocks.0.resnets.0", "down_blocks.0.attentions.0"]

@@ -100,12 +100,16 @@ impl WeightEdit {
             WeightEdit::Scale { factor, .. } | WeightEdit::ScaleAll { factor, .. }
                 if !factor.is_finite() =>
             {
-                bad(format!("scale factor must be a finite number, got {factor}"))
+                bad(format!(
+                    "scale factor must be a finite number, got {factor}"
+                ))
             }
             WeightEdit::MixNoise { percent, .. }
                 if !(percent.is_finite() && (0.0..=100.0).contains(percent)) =>
             {
-                bad(format!("noise must be between 0 and 100 percent, got {percent}"))
+                bad(format!(
+                    "noise must be between 0 and 100 percent, got {percent}"
+                ))
             }
             WeightEdit::MixNoise { components, .. } | WeightEdit::ScaleAll { components, .. }
                 if components.is_empty() =>
@@ -130,7 +134,10 @@ impl WeightEdit {
                 component,
                 module,
                 seed,
-            } => format!("randomize {} (seed {seed})", module_label(component, module)),
+            } => format!(
+                "randomize {} (seed {seed})",
+                module_label(component, module)
+            ),
             WeightEdit::Scale {
                 component,
                 module,

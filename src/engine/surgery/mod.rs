@@ -17,7 +17,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use rand::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-pub use catalog::{ModuleCatalog, ModuleGroup, ModuleInfo, TensorInfo, module_of, network_order};
+pub use catalog::{
+    GroupEntry, ModuleCatalog, ModuleGroup, ModuleInfo, TensorInfo, module_of, network_order,
+};
 pub use edit::WeightEdit;
 pub use values::{Stats, fnv1a_64, tensor_seed};
 
@@ -96,10 +98,12 @@ pub fn apply_edits(model: &mut DiffusionModel, edits: &[WeightEdit]) -> Result<E
         // Compute and write the rest.
         let mut modules = BTreeSet::new();
         for (name, ops) in tensors {
-            let original = store.original(name).ok_or_else(|| EngineError::MissingTensor {
-                name: name.clone(),
-                path: store.source().to_path_buf(),
-            })?;
+            let original = store
+                .original(name)
+                .ok_or_else(|| EngineError::MissingTensor {
+                    name: name.clone(),
+                    path: store.source().to_path_buf(),
+                })?;
             let value = values::edited_tensor(&original, ops, component.name(), name)
                 .stage("edit weights")?;
             store.set(name, &value)?;

@@ -12,7 +12,9 @@ fn values(t: &Tensor) -> Vec<f32> {
 }
 
 fn weight(len: usize) -> Tensor {
-    let v: Vec<f32> = (0..len).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+    let v: Vec<f32> = (0..len)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+        .collect();
     Tensor::from_vec(v, (len / 4, 4), &Device::Cpu).unwrap()
 }
 
@@ -36,7 +38,11 @@ fn statistics_do_not_depend_on_threads_and_match_a_direct_computation() {
     let stats = Stats::of(&v);
     let n = v.len() as f64;
     let mean = v.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
-    let var = v.iter().map(|&x| (f64::from(x) - mean).powi(2)).sum::<f64>() / n;
+    let var = v
+        .iter()
+        .map(|&x| (f64::from(x) - mean).powi(2))
+        .sum::<f64>()
+        / n;
     assert!((stats.mean - mean).abs() < 1e-9);
     assert!((stats.std - var.sqrt()).abs() < 1e-9);
     assert_eq!(Stats::of(&v), stats);
@@ -58,7 +64,10 @@ fn each_operation_follows_its_formula() {
     let random = edited_tensor(&w, &[TensorOp::Randomize { seed: 3 }], "unet", "x").unwrap();
     assert_eq!(random.dims(), w.dims());
     let r = Stats::of(&values(&random));
-    assert!((r.mean - stats.mean).abs() < 0.01 * stats.std, "{r:?} vs {stats:?}");
+    assert!(
+        (r.mean - stats.mean).abs() < 0.01 * stats.std,
+        "{r:?} vs {stats:?}"
+    );
     assert!((r.std / stats.std - 1.0).abs() < 0.01, "{r:?} vs {stats:?}");
 
     // Mixing: nothing at 0%, the randomized tensor at 100%, the straight line in between.
@@ -84,7 +93,11 @@ fn operations_compose_in_order() {
     let out = values(&edited_tensor(&w, &ops, "unet", "x").unwrap());
     assert_eq!(out[5], v[5] * 0.5);
     let ops = [TensorOp::Zero, TensorOp::Scale(3.0)];
-    assert!(values(&edited_tensor(&w, &ops, "unet", "x").unwrap()).iter().all(|&x| x == 0.0));
+    assert!(
+        values(&edited_tensor(&w, &ops, "unet", "x").unwrap())
+            .iter()
+            .all(|&x| x == 0.0)
+    );
 }
 
 fn catalog_of(n: usize) -> ModuleCatalog {

@@ -43,7 +43,10 @@ impl Stats {
     /// The statistics of `values` (zero for an empty tensor).
     pub fn of(values: &[f32]) -> Self {
         if values.is_empty() {
-            return Self { mean: 0.0, std: 0.0 };
+            return Self {
+                mean: 0.0,
+                std: 0.0,
+            };
         }
         let n = values.len() as f64;
         let sum: f64 = parallel_sum(values, |x| f64::from(x));
@@ -99,7 +102,10 @@ fn run_items<T: Send>(items: Vec<T>, parallel: bool, f: impl Fn(T) + Sync) {
 /// Runs `f` over matching pieces of `values` and `noise` (`noise` empty or as long).
 fn for_each_piece(values: &mut [f32], noise: &[f32], f: impl Fn(&mut [f32], &[f32]) + Sync) {
     let parallel = values.len() >= PARALLEL_THRESHOLD;
-    let noise_pieces = noise.chunks(PIECE_LEN).map(Some).chain(std::iter::repeat(None));
+    let noise_pieces = noise
+        .chunks(PIECE_LEN)
+        .map(Some)
+        .chain(std::iter::repeat(None));
     let items: Vec<(&mut [f32], &[f32])> = values
         .chunks_mut(PIECE_LEN)
         .zip(noise_pieces)
@@ -145,7 +151,10 @@ pub(super) fn edited_tensor(
                 }
             }),
             TensorOp::Randomize { seed } => {
-                let Stats { mean, std } = stats.unwrap_or(Stats { mean: 0.0, std: 0.0 });
+                let Stats { mean, std } = stats.unwrap_or(Stats {
+                    mean: 0.0,
+                    std: 0.0,
+                });
                 let n = noise::gaussian_vec(tensor_seed(seed, component, name), values.len());
                 let (mean, std) = (mean as f32, std as f32);
                 for_each_piece(&mut values, &n, |part, n| {
@@ -155,7 +164,10 @@ pub(super) fn edited_tensor(
                 });
             }
             TensorOp::Mix { fraction, seed } => {
-                let Stats { mean, std } = stats.unwrap_or(Stats { mean: 0.0, std: 0.0 });
+                let Stats { mean, std } = stats.unwrap_or(Stats {
+                    mean: 0.0,
+                    std: 0.0,
+                });
                 let n = noise::gaussian_vec(tensor_seed(seed, component, name), values.len());
                 let (keep, mix) = ((1.0 - fraction) as f32, fraction as f32);
                 let (mean, std) = (mean as f32, std as f32);

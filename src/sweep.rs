@@ -1,0 +1,420 @@
+//! `interconcept sweep`: one picture per module with that module knocked out (or randomized,
+//! or scaled), or one per strength of a global edit (progressive knockout, noise, scale), all
+//! from the same prompt and seed, so the tiles show what each damaged mind imagines.
+//!
+//! Every tile is a PNG with its recipe inside, in an output folder, named by its index and
+//! label; `sweep.json` there lists them. A sweep that is run again skips the tiles whose file
+//! already holds the same recipe, so an interrupted sweep of Stable Diffusion's 391 modules
+//! resumes where it stopped. The tiles are also put together into one grid picture.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use candle_core::Device;
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+use crate::cli::{SamplingArgs, check_output, render};
+use crate::engine::model::{Component, DiffusionModel};
+use crate::engine::surgery::{WeightEdit, apply_edits, catalog};
+use crate::recipe::{self, RECIPE_VERSION, Recipe};
+use crate::surgery_cli::parse_component;
+
+/// Which edit a sweep varies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SweepEdit {
+    /// Knock out each module in turn.
+    Knockout,
+    /// Randomize each module in turn.
+    Randomize,
+    /// Scale each module in turn by --factor.
+    Scale,
+    /// Knock out the first N modules of a random order, for each N in --values.
+    Progressive,
+    /// Mix each percentage in --values of noise into every weight.
+    MixNoise,
+    /// Scale every weight by each factor in --values.
+    ScaleAll,
+}
+
+/// What changes from tile to tile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SweepEach {
+    /// One tile per module (knockout, randomize, scale).
+    Module,
+    /// One tile per value of --values (progressive, mix-noise, scale-all).
+    Value,
+}
+
+/// `interconcept sweep`.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// The edit to sweep.
+    #[arg(long, value_enum)]
+    pub edit: SweepEdit,
+    /// What each tile varies; follows from --edit when absent.
+    #[arg(long, value_enum)]
+    pub each: Option<SweepEach>,
+    /// The component whose modules are edited: unet, text_encoder or vae.
+    #[arg(long, default_value = "unet", value_parser = parse_component)]
+    pub component: Component,
+    /// Only modules whose name contains this text.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Values of a global edit: `0,1,2,5` or `START:END:STEP` (both ends included).
+    #[arg(long)]
+    pub values: Option<String>,
+    /// Factor of --edit scale.
+    #[arg(long, default_value_t = 2.0)]
+    pub factor: f64,
+    /// Seed of the randomness in the edit (randomize, mix-noise, progressive order).
+    #[arg(long, default_value_t = 0)]
+    pub edit_seed: u64,
+    /// The prompt.
+    #[arg(long, default_value = "")]
+    pub prompt: String,
+    /// Seed of the initial noise, the same in every tile.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The grid of all tiles (PNG).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Folder of the tiles; `<out without .png>-tiles` when absent.
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub sampling: SamplingArgs,
+}
+
+/// One tile to make.
+#[derive(Debug, Clone, Serialize)]
+struct Tile {
+    /// What the tile shows (a module name, or `noise 2%`).
+    label: String,
+    /// Its file name in the tile folder.
+    file: String,
+    /// Its edits.
+    #[serde(skip)]
+    edits: Vec<WeightEdit>,
+}
+
+/// `sweep.json` and the grid's text chunk.
+#[derive(Serialize)]
+struct Manifest<'a> {
+    sweep: &'static str,
+    prompt: &'a str,
+    seed: u64,
+    columns: usize,
+    tiles: &'a [Tile],
+}
+
+/// Parses `--values`: a comma-separated list, or `START:END:STEP` with both ends included.
+pub fn parse_values(text: &str) -> Result<Vec<f64>> {
+    let number = |s: &str| -> Result<f64> {
+        s.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .with_context(|| format!("--values: {s:?} is not a number"))
+    };
+    let parts: Vec<&str> = text.split(':').collect();
+    let values = match parts.as_slice() {
+        [start, end, step] => {
+            let (start, end, step) = (number(start)?, number(end)?, number(step)?);
+            if step == 0.0 || (end - start) * step < 0.0 {
+                bail!("--values {text}: the step must lead from start to end");
+            }
+            let n = ((end - start) / step + 1e-9).floor() as usize + 1;
+            if n > 10_000 {
+                bail!("--values {text}: {n} values, at most 10000");
+            }
+            (0..n).map(|i| start + step * i as f64).collect()
+        }
+        [_] => text.split(',').map(number).collect::<Result<Vec<_>>>()?,
+        _ => bail!("--values {text}: expected a list `1,2,3` or a range `START:END:STEP`"),
+    };
+    if values.is_empty() {
+        bail!("--values is empty");
+    }
+    Ok(values)
+}
+
+/// Keeps letters, digits, `.`, `-` and `_`; everything else becomes `_`.
+fn file_safe(label: &str) -> String {
+    label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The tiles of a sweep, the unedited picture first when tiles are per module.
+fn tiles(model: &DiffusionModel, args: &SweepArgs) -> Result<Vec<Tile>> {
+    let per_module = matches!(
+        args.edit,
+        SweepEdit::Knockout | SweepEdit::Randomize | SweepEdit::Scale
+    );
+    let each = args.each.unwrap_or(if per_module {
+        SweepEach::Module
+    } else {
+        SweepEach::Value
+    });
+    if per_module != (each == SweepEach::Module) {
+        bail!(
+            "--edit {:?} sweeps over {}, not --each {:?}",
+            args.edit,
+            if per_module { "modules" } else { "values" },
+            each
+        );
+    }
+    let component = args.component;
+    let catalog = catalog(model, component);
+    let mut labelled: Vec<(String, Vec<WeightEdit>)> = Vec::new();
+    if per_module {
+        labelled.push(("original".into(), Vec::new()));
+        let modules = catalog
+            .modules
+            .iter()
+            .filter(|m| args.filter.as_ref().is_none_or(|f| m.name.contains(f)));
+        for m in modules {
+            let module = m.name.clone();
+            let edit = match args.edit {
+                SweepEdit::Randomize => WeightEdit::Randomize {
+                    component,
+                    module,
+                    seed: args.edit_seed,
+                },
+                SweepEdit::Scale => WeightEdit::Scale {
+                    component,
+                    module,
+                    factor: args.factor,
+                },
+                _ => WeightEdit::Knockout { component, module },
+            };
+            labelled.push((m.name.clone(), vec![edit]));
+        }
+    } else {
+        let default_values = match args.edit {
+            SweepEdit::Progressive => {
+                let n = catalog.modules.len();
+                format!("0:{n}:{}", n.div_ceil(15).max(1))
+            }
+            SweepEdit::MixNoise => "0:15:1".into(),
+            _ => "1:0:-0.0625".into(),
+        };
+        for value in parse_values(args.values.as_deref().unwrap_or(&default_values))? {
+            let components = vec![component];
+            let edit = match args.edit {
+                SweepEdit::Progressive => {
+                    if value < 0.0 || value.fract() != 0.0 {
+                        bail!("--values: a progressive knockout count must be a whole number");
+                    }
+                    WeightEdit::ProgressiveKnockout {
+                        count: value as usize,
+                        seed: args.edit_seed,
+                        component,
+                    }
+                }
+                SweepEdit::MixNoise => WeightEdit::MixNoise {
+                    percent: value,
+                    seed: args.edit_seed,
+                    components,
+                },
+                _ => WeightEdit::ScaleAll {
+                    factor: value,
+                    components,
+                },
+            };
+            edit.validate()?;
+            labelled.push((edit.label(), vec![edit]));
+        }
+    }
+    Ok(labelled
+        .into_iter()
+        .enumerate()
+        .map(|(i, (label, edits))| Tile {
+            file: format!("{i:04}-{}.png", file_safe(&label)),
+            label,
+            edits,
+        })
+        .collect())
+}
+
+/// The pixels of a tile made by an earlier run with the same recipe, if there is one.
+fn existing_tile(path: &Path, wanted: &Recipe) -> Option<Vec<u8>> {
+    let json = recipe::read_png_json(path).ok()?;
+    let found = Recipe::from_json(&json).ok()?;
+    let same = found.model == wanted.model
+        && found.prompt == wanted.prompt
+        && found.seed == wanted.seed
+        && found.sampling == wanted.sampling
+        && found.edits == wanted.edits;
+    if !same {
+        return None;
+    }
+    let image = image::open(path).ok()?.to_rgb8();
+    let (w, h) = image.dimensions();
+    (w as usize == wanted.sampling.width && h as usize == wanted.sampling.height)
+        .then(|| image.into_raw())
+}
+
+/// Lays equally sized RGB tiles out in rows of `columns`, with a 2-pixel white gap.
+fn grid(tiles: &[Vec<u8>], width: usize, height: usize, columns: usize) -> (usize, usize, Vec<u8>) {
+    const GAP: usize = 2;
+    let rows = tiles.len().div_ceil(columns);
+    let (gw, gh) = (
+        columns * width + (columns + 1) * GAP,
+        rows * height + (rows + 1) * GAP,
+    );
+    let mut rgb = vec![255u8; gw * gh * 3];
+    for (i, tile) in tiles.iter().enumerate() {
+        let (x0, y0) = (
+            GAP + (i % columns) * (width + GAP),
+            GAP + (i / columns) * (height + GAP),
+        );
+        for y in 0..height {
+            let from = &tile[y * width * 3..(y + 1) * width * 3];
+            let at = ((y0 + y) * gw + x0) * 3;
+            rgb[at..at + width * 3].copy_from_slice(from);
+        }
+    }
+    (gw, gh, rgb)
+}
+
+/// Runs `interconcept sweep`.
+pub fn run(model_dir: &Path, args: &SweepArgs) -> Result<()> {
+    check_output(&args.out)?;
+    let out_dir = args.out_dir.clone().unwrap_or_else(|| {
+        let stem = args
+            .out
+            .file_stem()
+            .map_or_else(|| "sweep".to_string(), |s| s.to_string_lossy().into_owned());
+        args.out.with_file_name(format!("{stem}-tiles"))
+    });
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let mut model = DiffusionModel::load(model_dir, &Device::Cpu)?;
+    let sampling = args.sampling.params(&model);
+    crate::engine::pipeline::validate(&model, &sampling)?;
+    let tiles = tiles(&model, args)?;
+
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(tiles.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "[{elapsed_precise}] {bar:30} {pos}/{len} {msg} (eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let (mut pictures, mut made, mut broken) = (Vec::with_capacity(tiles.len()), 0, 0);
+    for tile in &tiles {
+        bar.set_message(tile.label.clone());
+        let path = out_dir.join(&tile.file);
+        let mut recipe = Recipe {
+            version: RECIPE_VERSION,
+            program_version: env!("CARGO_PKG_VERSION").to_string(),
+            model: model.id.clone(),
+            prompt: args.prompt.clone(),
+            seed: args.seed,
+            sampling: sampling.clone(),
+            non_finite: false,
+            edits: tile.edits.clone(),
+        };
+        let rgb = match existing_tile(&path, &recipe) {
+            Some(rgb) => rgb,
+            None => {
+                let picture = render(&mut model, &mut recipe)?;
+                recipe::write_png(&path, &picture, &recipe.to_json())?;
+                made += 1;
+                broken += usize::from(picture.non_finite);
+                picture.rgb
+            }
+        };
+        pictures.push(rgb);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    apply_edits(&mut model, &[])?;
+
+    // TODO(#6): label each tile with its module name once the mosaic writer (src/mosaic.rs)
+    // lands; until then the labels are in sweep.json, in tile order, row by row.
+    let columns = (tiles.len() as f64).sqrt().ceil().max(1.0) as usize;
+    let manifest = Manifest {
+        sweep: edit_name(args.edit),
+        prompt: &args.prompt,
+        seed: args.seed,
+        columns,
+        tiles: &tiles,
+    };
+    let json = serde_json::to_string_pretty(&manifest).context("cannot describe the sweep")?;
+    let manifest_path = out_dir.join("sweep.json");
+    std::fs::write(&manifest_path, json.clone() + "\n")
+        .with_context(|| format!("cannot write {}", manifest_path.display()))?;
+    let (gw, gh, rgb) = grid(&pictures, sampling.width, sampling.height, columns);
+    recipe::write_png_rgb(&args.out, gw, gh, &rgb, &json)?;
+    println!(
+        "{} tiles ({made} made, {} already there{}) in {}; grid {}",
+        tiles.len(),
+        tiles.len() - made,
+        if broken > 0 {
+            format!(", {broken} broken by NaN or infinity")
+        } else {
+            String::new()
+        },
+        out_dir.display(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// The edit's name as on the command line.
+fn edit_name(edit: SweepEdit) -> &'static str {
+    match edit {
+        SweepEdit::Knockout => "knockout",
+        SweepEdit::Randomize => "randomize",
+        SweepEdit::Scale => "scale",
+        SweepEdit::Progressive => "progressive",
+        SweepEdit::MixNoise => "mix-noise",
+        SweepEdit::ScaleAll => "scale-all",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_parse_as_lists_and_inclusive_ranges() {
+        assert_eq!(parse_values("0,1,2.5").unwrap(), vec![0.0, 1.0, 2.5]);
+        assert_eq!(parse_values("0:10:5").unwrap(), vec![0.0, 5.0, 10.0]);
+        assert_eq!(parse_values("1:0:-0.5").unwrap(), vec![1.0, 0.5, 0.0]);
+        assert!(parse_values("0:10:-1").is_err());
+        assert!(parse_values("0:1:0").is_err());
+        assert!(parse_values("a,b").is_err());
+        assert!(parse_values("0:1").is_err());
+    }
+
+    #[test]
+    fn tiles_go_in_rows_with_gaps() {
+        let red = vec![255, 0, 0].repeat(4);
+        let (w, h, rgb) = grid(&[red.clone(), red.clone(), red], 2, 2, 2);
+        assert_eq!((w, h), (2 * 2 + 3 * 2, 2 * 2 + 3 * 2));
+        // The first pixel of the first tile sits after the gap.
+        let at = (2 * w + 2) * 3;
+        assert_eq!(&rgb[at..at + 3], &[255, 0, 0]);
+        // The fourth cell is empty.
+        let at = ((2 + 2 + 2) * w + 2 + 2 + 2) * 3;
+        assert_eq!(&rgb[at..at + 3], &[255, 255, 255]);
+        assert_eq!(file_safe("noise 2% (seed 1)"), "noise_2__seed_1_");
+    }
+}
