@@ -10,6 +10,8 @@
 
 mod catalog;
 mod edit;
+mod header;
+mod names;
 mod values;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,10 +19,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use rand::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-pub use catalog::{
-    GroupEntry, ModuleCatalog, ModuleGroup, ModuleInfo, TensorInfo, module_of, network_order,
-};
+pub use catalog::{GroupEntry, ModuleCatalog, ModuleGroup, ModuleInfo, TensorInfo};
 pub use edit::WeightEdit;
+pub use names::{module_of, network_order};
 pub use values::{Stats, fnv1a_64, tensor_seed};
 
 use super::error::{CandleContext, EngineError, Result};
