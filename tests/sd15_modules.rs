@@ -90,10 +90,12 @@ fn sd15_unet_architecture_has_391_modules() {
 
 /// A `VarBuilder` backend that hands out zero-strided scalars: it records the names and shapes
 /// a module asks for without allocating them.
-#[derive(Default)]
 struct ShapeRecorder {
-    seen: Arc<Mutex<Vec<(String, Vec<usize>)>>>,
+    seen: Arc<Mutex<Vec<NamedShape>>>,
 }
+
+/// A tensor's name and shape.
+type NamedShape = (String, Vec<usize>);
 
 impl candle_nn::var_builder::SimpleBackend for ShapeRecorder {
     fn get(
@@ -106,7 +108,7 @@ impl candle_nn::var_builder::SimpleBackend for ShapeRecorder {
     ) -> candle_core::Result<Tensor> {
         self.seen
             .lock()
-            .unwrap()
+            .expect("no test panicked holding the lock")
             .push((name.to_string(), shape.dims().to_vec()));
         Tensor::zeros((), dtype, dev)?.broadcast_as(shape)
     }

@@ -19,7 +19,7 @@ use interconcept::train::cli::pictures_to_tensor;
 use interconcept::train::fashion_mnist::class_prompt;
 
 fn embedded() -> DiffusionModel {
-    DiffusionModel::load(&embedded_model_dir(), &Device::Cpu).unwrap()
+    DiffusionModel::load(&embedded_model_dir(), &Device::Cpu).expect("the embedded model loads")
 }
 
 fn recipe(model: &DiffusionModel, prompt: &str, seed: u64, edits: Vec<WeightEdit>) -> Recipe {
@@ -42,7 +42,7 @@ fn recipe(model: &DiffusionModel, prompt: &str, seed: u64, edits: Vec<WeightEdit
 }
 
 fn picture(model: &mut DiffusionModel, edits: Vec<WeightEdit>) -> Picture {
-    render(model, &mut recipe(model, "a red sneaker", 3, edits)).unwrap()
+    render(model, &mut recipe(model, "a red sneaker", 3, edits)).expect("a picture")
 }
 
 /// Every weight of the model as bits, for exact comparisons.
@@ -51,9 +51,12 @@ fn weight_bits(model: &DiffusionModel) -> Vec<u32> {
     for component in Component::ALL {
         let store = model.store(component);
         for name in store.names() {
-            let t = store.get(name).unwrap();
+            let t = store.get(name).expect("a listed tensor");
             if t.dtype() == DType::F32 {
-                let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let v = t
+                    .flatten_all()
+                    .and_then(|t| t.to_vec1::<f32>())
+                    .expect("f32 values");
                 bits.extend(v.iter().map(|x| x.to_bits()));
             }
         }
@@ -66,7 +69,7 @@ fn one_module(model: &DiffusionModel) -> String {
         .modules
         .iter()
         .find(|m| m.name.ends_with("resnets.0.conv1"))
-        .unwrap()
+        .expect("a resnet")
         .name
         .clone()
 }

@@ -17,7 +17,7 @@ fn interconcept(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .env("RUST_LOG", "warn")
         .output()
-        .unwrap()
+        .expect("the binary runs")
 }
 
 fn ok(out: &Output) -> String {
@@ -26,11 +26,12 @@ fn ok(out: &Output) -> String {
         "failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout.clone()).unwrap()
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn recipe_of(path: &Path) -> Recipe {
-    Recipe::from_json(&read_png_json(path).unwrap()).unwrap()
+    let json = read_png_json(path).expect("a recipe in the PNG");
+    Recipe::from_json(&json).expect("a valid recipe")
 }
 
 #[test]

@@ -93,7 +93,7 @@ mod tests {
 
     #[test]
     fn tiles_go_in_rows_with_gaps() {
-        let red = vec![255, 0, 0].repeat(4);
+        let red = [255, 0, 0].repeat(4);
         let (w, h, rgb) = grid(&[red.clone(), red.clone(), red], 2, 2, 2);
         assert_eq!((w, h), (2 * 2 + 3 * 2, 2 * 2 + 3 * 2));
         // The first pixel of the first tile sits after the gap.

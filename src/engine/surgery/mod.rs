@@ -64,7 +64,7 @@ pub fn progressive_order(catalog: &ModuleCatalog, seed: u64) -> Vec<&ModuleInfo>
 }
 
 /// Stream index that separates the order's random draws from the noise's.
-const ORDER_STREAM: u64 = 0x4841_4c39_3030_30; // "HAL9000"
+const ORDER_STREAM: u64 = 0x0048_414c_3930_3030; // "HAL9000" in ASCII
 
 /// The operations on each tensor, per component, in edit order.
 type Plan = BTreeMap<Component, BTreeMap<String, Vec<TensorOp>>>;

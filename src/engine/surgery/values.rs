@@ -49,7 +49,7 @@ impl Stats {
             };
         }
         let n = values.len() as f64;
-        let sum: f64 = parallel_sum(values, |x| f64::from(x));
+        let sum: f64 = parallel_sum(values, f64::from);
         let mean = sum / n;
         let var = parallel_sum(values, |x| (f64::from(x) - mean).powi(2)) / n;
         Self {
