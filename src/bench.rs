@@ -10,9 +10,10 @@ use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 use clap::Args;
 
-use crate::engine::model::DiffusionModel;
+use crate::engine::model::{Component, DiffusionModel};
 use crate::engine::pipeline::{self, SamplingParams};
 use crate::engine::scheduler::SamplerKind;
+use crate::engine::surgery::{WeightEdit, apply_edits, catalog};
 use crate::worker::{Event, GenerateJob, Job, Worker};
 
 /// `interconcept bench`.
@@ -55,7 +56,7 @@ fn batch_run(model: &DiffusionModel, n: usize, params: &SamplingParams) -> Resul
 pub fn run(model_dir: &Path, args: &BenchArgs) -> Result<()> {
     let runs = args.runs.max(1);
     let started = Instant::now();
-    let model = DiffusionModel::load(model_dir, &Device::Cpu)?;
+    let mut model = DiffusionModel::load(model_dir, &Device::Cpu)?;
     println!(
         "model {} loaded in {:.0} ms",
         model.id.name,
@@ -84,6 +85,7 @@ pub fn run(model_dir: &Path, args: &BenchArgs) -> Result<()> {
         args.guidance,
         single.as_secs_f64() * 1e3
     );
+    surgery(&mut model, single, runs)?;
     let batch = median(
         (0..runs.min(3))
             .map(|_| batch_run(&model, args.batch, &params))
@@ -129,6 +131,58 @@ pub fn run(model_dir: &Path, args: &BenchArgs) -> Result<()> {
     println!(
         "first preview of a new job: {:.1} ms after submission (median of {runs})",
         median(latencies).as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+
+/// Times weight surgery against one picture: a one-module knockout and its undo (the cost of
+/// each tile of a sweep), and mixing noise into every weight of every component.
+fn surgery(model: &mut DiffusionModel, single: Duration, runs: usize) -> Result<()> {
+    let modules = catalog(model, Component::Unet);
+    let module = modules
+        .modules
+        .iter()
+        .find(|m| m.name.ends_with("resnets.0.conv1"))
+        .or(modules.modules.first())
+        .context("the UNet has no modules")?;
+    let knockout = [WeightEdit::Knockout {
+        component: Component::Unet,
+        module: module.name.clone(),
+    }];
+    let mut times = Vec::new();
+    for _ in 0..=runs {
+        let started = Instant::now();
+        apply_edits(model, &knockout)?;
+        apply_edits(model, &[])?;
+        times.push(started.elapsed());
+    }
+    let one = median(times);
+    println!(
+        "knock out {} ({} values) and undo: {:.3} ms, {:.2}% of one picture",
+        module.name,
+        module.num_params(),
+        one.as_secs_f64() * 1e3,
+        100.0 * one.as_secs_f64() / single.as_secs_f64()
+    );
+
+    let noise = [WeightEdit::MixNoise {
+        percent: 2.0,
+        seed: 1,
+        components: Component::ALL.to_vec(),
+    }];
+    let mut times = Vec::new();
+    let mut values = 0;
+    for _ in 0..runs.min(3) {
+        let started = Instant::now();
+        values = apply_edits(model, &noise)?.values_written;
+        times.push(started.elapsed());
+        apply_edits(model, &[])?;
+    }
+    let mix = median(times);
+    println!(
+        "mix 2% noise into all {values} weights: {:.1} ms ({:.0} million values/s)",
+        mix.as_secs_f64() * 1e3,
+        values as f64 / mix.as_secs_f64() / 1e6
     );
     Ok(())
 }
