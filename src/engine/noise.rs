@@ -12,7 +12,7 @@ use rand_distr::{Distribution, StandardNormal};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 /// Number of values drawn from one chunk generator.
-const CHUNK_LEN: usize = 1 << 16;
+pub const CHUNK_LEN: usize = 1 << 16;
 
 /// Below this many values the noise is drawn on the calling thread.
 const PARALLEL_THRESHOLD: usize = 1 << 20;
@@ -28,7 +28,10 @@ pub fn derive_seed(seed: u64, stream: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn fill_chunk(seed: u64, chunk_index: usize, out: &mut [f32]) {
+/// Fills `out` with chunk `chunk_index` of the stream of `seed`: the values
+/// `gaussian_vec(seed, n)[chunk_index * CHUNK_LEN..]` would hold there, for `out` no longer
+/// than [`CHUNK_LEN`]. Lets callers that work chunk by chunk draw noise where they use it.
+pub fn fill_chunk(seed: u64, chunk_index: usize, out: &mut [f32]) {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(derive_seed(seed, chunk_index as u64));
     for x in out.iter_mut() {
         *x = StandardNormal.sample(&mut rng);

@@ -134,3 +134,14 @@ fn progressive_order_is_a_permutation_fixed_by_its_seed() {
         ]
     );
 }
+
+#[test]
+fn noise_drawn_piece_by_piece_is_the_seeds_stream() {
+    let w = weight(1 << 19);
+    let stats = Stats::of(&values(&w));
+    let random =
+        values(&edited_tensor(&w, &[TensorOp::Randomize { seed: 5 }], "vae", "x").unwrap());
+    let z = crate::engine::noise::gaussian_vec(tensor_seed(5, "vae", "x"), random.len());
+    let (mean, std) = (stats.mean as f32, stats.std as f32);
+    assert!(random.iter().zip(&z).all(|(&r, &z)| r == mean + std * z));
+}

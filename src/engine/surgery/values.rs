@@ -2,8 +2,9 @@
 //!
 //! Stable Diffusion's UNet holds tensors of up to 15 million values and 860 million in all;
 //! mixing noise into every one of them must take seconds, not minutes. Values are edited as a
-//! flat `f32` buffer split into one contiguous piece per core; the noise comes from
-//! [`crate::engine::noise`], whose values do not depend on the number of threads.
+//! flat `f32` buffer split into pieces of one noise chunk each, spread over the cores; each
+//! piece draws its own chunk of [`crate::engine::noise`]'s stream where it is used, so the
+//! values are those of `noise::gaussian_vec` whatever the number of threads.
 
 use candle_core::{DType, Tensor};
 
@@ -59,9 +60,9 @@ impl Stats {
     }
 }
 
-/// Values per piece of work. Fixed, so that sums (and so the statistics, and so the edited
-/// weights) do not depend on the number of cores.
-const PIECE_LEN: usize = 1 << 16;
+/// Values per piece of work: one chunk of the noise stream. Fixed, so that sums (and so the
+/// statistics, and so the edited weights) do not depend on the number of cores.
+const PIECE_LEN: usize = noise::CHUNK_LEN;
 
 /// Runs `f` on every item, spreading them over the cores when `parallel`. Threads take items
 /// from a shared queue, and the calling thread works too, so a thread that cannot be started
@@ -99,19 +100,23 @@ fn run_items<T: Send>(items: Vec<T>, parallel: bool, f: impl Fn(T) + Sync) {
     });
 }
 
-/// Runs `f` over matching pieces of `values` and `noise` (`noise` empty or as long).
-fn for_each_piece(values: &mut [f32], noise: &[f32], f: impl Fn(&mut [f32], &[f32]) + Sync) {
+/// Runs `f(piece_index, piece)` over the pieces of `values`.
+fn for_each_piece(values: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync) {
     let parallel = values.len() >= PARALLEL_THRESHOLD;
-    let noise_pieces = noise
-        .chunks(PIECE_LEN)
-        .map(Some)
-        .chain(std::iter::repeat(None));
-    let items: Vec<(&mut [f32], &[f32])> = values
-        .chunks_mut(PIECE_LEN)
-        .zip(noise_pieces)
-        .map(|(part, n)| (part, n.unwrap_or(&[])))
-        .collect();
-    run_items(items, parallel, |(part, n)| f(part, n));
+    let items: Vec<(usize, &mut [f32])> = values.chunks_mut(PIECE_LEN).enumerate().collect();
+    run_items(items, parallel, |(index, part)| f(index, part));
+}
+
+/// Runs `f(value, z)` over `values` with `z` the standard normal stream of `seed`
+/// ([`noise::gaussian_vec`]'s values), drawing the noise piece by piece where it is used.
+fn with_noise(values: &mut [f32], seed: u64, f: impl Fn(&mut f32, f32) + Sync) {
+    for_each_piece(values, |index, part| {
+        let mut z = vec![0f32; part.len()];
+        noise::fill_chunk(seed, index, &mut z);
+        for (v, &z) in part.iter_mut().zip(&z) {
+            f(v, z);
+        }
+    });
 }
 
 /// Sums `g(x)` over `values` piece by piece, the same way whatever the number of cores.
@@ -145,7 +150,7 @@ pub(super) fn edited_tensor(
     for op in ops {
         match *op {
             TensorOp::Zero => values.fill(0.0),
-            TensorOp::Scale(factor) => for_each_piece(&mut values, &[], |part, _| {
+            TensorOp::Scale(factor) => for_each_piece(&mut values, |_, part| {
                 for v in part {
                     *v = (f64::from(*v) * factor) as f32;
                 }
@@ -155,12 +160,9 @@ pub(super) fn edited_tensor(
                     mean: 0.0,
                     std: 0.0,
                 });
-                let n = noise::gaussian_vec(tensor_seed(seed, component, name), values.len());
                 let (mean, std) = (mean as f32, std as f32);
-                for_each_piece(&mut values, &n, |part, n| {
-                    for (v, &z) in part.iter_mut().zip(n) {
-                        *v = mean + std * z;
-                    }
+                with_noise(&mut values, tensor_seed(seed, component, name), |v, z| {
+                    *v = mean + std * z;
                 });
             }
             TensorOp::Mix { fraction, seed } => {
@@ -168,13 +170,10 @@ pub(super) fn edited_tensor(
                     mean: 0.0,
                     std: 0.0,
                 });
-                let n = noise::gaussian_vec(tensor_seed(seed, component, name), values.len());
                 let (keep, mix) = ((1.0 - fraction) as f32, fraction as f32);
                 let (mean, std) = (mean as f32, std as f32);
-                for_each_piece(&mut values, &n, |part, n| {
-                    for (v, &z) in part.iter_mut().zip(n) {
-                        *v = keep * *v + mix * (mean + std * z);
-                    }
+                with_noise(&mut values, tensor_seed(seed, component, name), |v, z| {
+                    *v = keep * *v + mix * (mean + std * z);
                 });
             }
         }
