@@ -68,6 +68,20 @@ pub fn initial_noise(model: &DiffusionModel, seed: u64, params: &SamplingParams)
     noise::gaussian(seed, (1, model.latent_channels, h, w), &model.device).stage("initial noise")
 }
 
+/// The initial latents of a batch, `[B, C, h, w]`: each image's noise from its own seed, so an
+/// image in a batch starts exactly as it would alone.
+pub fn initial_noise_batch(
+    model: &DiffusionModel,
+    seeds: &[u64],
+    params: &SamplingParams,
+) -> Result<Tensor> {
+    let parts = seeds
+        .iter()
+        .map(|&seed| initial_noise(model, seed, params))
+        .collect::<Result<Vec<_>>>()?;
+    Tensor::cat(&parts, 0).stage("initial noise")
+}
+
 /// Latent height and width for a request.
 pub fn latent_size(model: &DiffusionModel, params: &SamplingParams) -> (usize, usize) {
     (

@@ -239,11 +239,7 @@ pub fn evaluate(
         let seed_list: Vec<u64> = (0..seeds as u64).collect();
         let (cond, _) = model.encode_prompts(&[prompt.as_str()])?;
         let cond = cond.repeat((seeds, 1, 1))?;
-        let initial = seed_list
-            .iter()
-            .map(|&s| pipeline::initial_noise(model, s, params))
-            .collect::<Result<Vec<_>, _>>()?;
-        let initial = Tensor::cat(&initial, 0)?;
+        let initial = pipeline::initial_noise_batch(model, &seed_list, params)?;
         let pictures =
             pipeline::generate(model, &cond, &initial, &seed_list, params, &mut |_| true)?;
         let labels = meter.classify(&pictures_to_tensor(&pictures, &model.device)?)?;
