@@ -8,7 +8,8 @@ use candle_transformers::models::stable_diffusion::unet_2d::{
 
 use super::TrainUNet;
 use crate::train::modules::test_support::{
-    assert_close, assert_trains, named_tensors, perturb_vectors, recording_builder,
+    assert_close, assert_gradient_matches_finite_difference, assert_trains, named_tensors,
+    perturb_vectors, recording_builder,
 };
 
 fn block(out_channels: usize, use_cross_attn: Option<usize>, heads: usize) -> BlockConfig {
@@ -166,6 +167,28 @@ fn unet_trains() -> Result<()> {
     let context = Tensor::randn(0f32, 1., (2, 7, 32), &dev)?;
     let noise = Tensor::randn(0f32, 1., (2, 4, 8, 8), &dev)?;
     assert_trains(&varmap, 1e-3, || {
+        candle_nn::loss::mse(&ours.forward(&xs, &timesteps, &context)?, &noise)
+    })
+}
+
+#[test]
+fn unet_gradient_matches_finite_difference() -> Result<()> {
+    // F64 for precision; three levels so that both resamplers and the linear projections,
+    // per-sample timesteps and the up blocks' skip concatenation are on the path.
+    let dev = Device::Cpu;
+    let cfg = UNet2DConditionModelConfig {
+        downsample_padding: 1,
+        ..three_level_config()
+    };
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F64, &dev);
+    let ours = TrainUNet::new(vb, 4, 4, &cfg)?;
+    perturb_vectors(&varmap)?;
+    let xs = Tensor::randn(0f64, 1., (2, 4, 8, 8), &dev)?;
+    let timesteps = Tensor::new(&[25f32, 700.], &dev)?;
+    let context = Tensor::randn(0f64, 1., (2, 5, 24), &dev)?;
+    let noise = Tensor::randn(0f64, 1., (2, 4, 8, 8), &dev)?;
+    assert_gradient_matches_finite_difference(&varmap, || {
         candle_nn::loss::mse(&ours.forward(&xs, &timesteps, &context)?, &noise)
     })
 }
