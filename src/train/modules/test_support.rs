@@ -170,8 +170,9 @@ pub fn assert_gradient_matches_finite_difference(
         directions.push(direction);
     }
 
-    // Numerical one, with a step that changes the loss by about 1e-5 of its value.
-    let step = 1e-5 * scalar(&loss_0)?.abs().max(1e-3) / analytic.abs().max(1e-12);
+    // Numerical one. The step is small because a random direction over all variables moves
+    // every weight at once; in F64 rounding stays far below the tolerance.
+    let step = 1e-6;
     let originals = vars
         .iter()
         .map(|(_, var)| var.as_tensor().copy())

@@ -8,6 +8,10 @@
 //!   mid block resnets, every spatial transformer's group norm and `conv_norm_out`. So every
 //!   block's `out_channels` (and the concatenations feeding the up blocks) must be divisible
 //!   by 32, and by `norm_num_groups`.
+//! - A consequence: in a block with exactly 32 channels each group holds one channel, so
+//!   `norm2` removes the per-channel timestep embedding (and `conv1`'s bias) that the resnet
+//!   adds just before it. Such a level's resnets get no timestep information and those tensors
+//!   get no gradient; give every block at least 64 channels to condition every level.
 //! - `BlockConfig::attention_head_dim` is the number of heads (diffusers' legacy naming); each
 //!   head is `out_channels / attention_head_dim` wide.
 //! - Spatial transformer group norms use eps 1e-6 and layer norms 1e-5, whatever `norm_eps`.

@@ -192,3 +192,32 @@ fn unet_gradient_matches_finite_difference() -> Result<()> {
         candle_nn::loss::mse(&ours.forward(&xs, &timesteps, &context)?, &noise)
     })
 }
+
+#[test]
+fn unet_time_embedding_vanishes_in_32_channel_blocks() -> Result<()> {
+    // With one channel per group, norm2 cancels the timestep embedding added per channel:
+    // the 32-channel level's projection gets no gradient, the 64-channel level's does.
+    let dev = Device::Cpu;
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+    let ours = TrainUNet::new(vb, 4, 4, &two_level_config())?;
+    let xs = Tensor::randn(0f32, 1., (2, 4, 8, 8), &dev)?;
+    let timesteps = Tensor::new(&[25f32, 700.], &dev)?;
+    let context = Tensor::randn(0f32, 1., (2, 7, 32), &dev)?;
+    let loss = ours.forward(&xs, &timesteps, &context)?.sqr()?.mean_all()?;
+    let grads = loss.backward()?;
+    let tensors = named_tensors(&varmap);
+    let grad_norm = |name: &str| -> Result<f32> {
+        let grad = grads
+            .get(&tensors[name])
+            .expect("every tensor has a gradient");
+        grad.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()
+    };
+    let at_32 = grad_norm("down_blocks.0.resnets.0.time_emb_proj.weight")?;
+    let at_64 = grad_norm("down_blocks.1.resnets.0.time_emb_proj.weight")?;
+    assert!(
+        at_32 < 1e-4 * at_64,
+        "32 channels: {at_32}, 64 channels: {at_64}"
+    );
+    Ok(())
+}
