@@ -395,6 +395,28 @@ mod tests {
         assert_eq!(byte_of_symbol('ń'), None);
     }
 
+    /// Without the clean-up, the pipeline must give exactly `CLIPTokenizerFast`'s ids.
+    #[test]
+    fn pipeline_alone_matches_clip_tokenizer_fast() {
+        let dir = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/assets/model/tokenizer"
+        ));
+        let tokenizer = ClipTokenizer::from_dir(dir).expect("shipped tokenizer loads");
+        let reference: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/data/clip_token_ids.json"))
+                .expect("reference parses");
+        for case in reference["cases"].as_array().expect("cases") {
+            let prompt = case["prompt"].as_str().expect("prompt");
+            let expected = case.get("fast_ids").unwrap_or(&case["ids"]);
+            let expected: Vec<u32> = serde_json::from_value(expected.clone()).expect("ids");
+            let encoding = tokenizer.tokenizer.encode(prompt, false).expect("encodes");
+            let ids = encoding.get_ids();
+            let kept = ids.len().min(MAX_LEN - 2);
+            assert_eq!(ids[..kept], expected[1..=kept], "{prompt:?}");
+        }
+    }
+
     #[test]
     fn special_tokens_split_before_cleaning() {
         assert_eq!(
