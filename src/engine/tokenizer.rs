@@ -7,25 +7,29 @@
 //! The `tokenizers` pipeline is the one Hugging Face's `CLIPTokenizerFast` builds: NFC, runs of
 //! whitespace to one space, lowercase; CLIP's split pattern, then byte-level symbols without a
 //! prefix space; BPE whose word-final symbols end in `</w>`; `<|startoftext|>` and
-//! `<|endoftext|>` as special tokens around the text. The fast tokenizer differs from OpenAI's
-//! (and from the slow `CLIPTokenizer`, its Python port, which Stable Diffusion was trained with)
-//! in one place: OpenAI's runs `ftfy.fix_text` first. So every piece of the prompt between
-//! special tokens first goes through [`clean`], which redoes ftfy's cheap fixes (HTML entities,
-//! curly quotes, fullwidth forms, ligatures, control characters, Windows-1252 C1 characters) and
-//! lowercases with Unicode's final-sigma rule as Python does. With that the ids equal the slow
-//! tokenizer's on every prompt in `tests/data/clip_token_ids.json` except ftfy's mojibake repair
-//! (`cafÃ©` for `café`), which is left out on purpose: it guesses encodings heuristically.
+//! `<|endoftext|>` as special tokens, also when written in the prompt.
+//!
+//! The fast tokenizer is not quite OpenAI's. OpenAI's tokenizer, and the slow `CLIPTokenizer`
+//! that ports it to Python and that Stable Diffusion's reference code uses, first run
+//! `ftfy.fix_text` and lowercase with Python's rules. On the 83 reference prompts of
+//! `tests/data/clip_token_ids.json` slow and fast disagree on 18: HTML entities (`&amp;`),
+//! curly quotes, fullwidth forms, ligatures, control characters and escapes, C1 characters,
+//! a final capital sigma (Python lowercases it to `ς`), and mojibake. We follow the slow one:
+//! every piece of the prompt between special tokens first goes through the clean-up in
+//! `tokenizer/clean.rs` (ftfy's table-driven fixes, then Python's whitespace clean-up and
+//! lowercasing), and the ids then equal the slow tokenizer's on every reference prompt but one:
+//! ftfy's mojibake repair (`cafÃ©` read as `café`) is left out on purpose, as it guesses at
+//! encodings with large heuristics.
 //!
 //! Stable Diffusion 1.x pads with `<|endoftext|>` (49407), 2.x with `!` (id 0); the pad token is
 //! read from the folder. A prompt longer than 75 tokens keeps its first 75, as CLIP does.
 
 mod clean;
+mod files;
 mod tables;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use tokenizers::models::bpe::{BPE, Vocab};
 use tokenizers::normalizers::{Lowercase, NFC, Replace, Sequence as NormalizerSequence};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
@@ -70,7 +74,7 @@ pub enum TokenizerError {
     /// A file was read but its content is not what a CLIP tokenizer needs.
     #[error("{reason} in {}", path.display())]
     Corrupt {
-        /// What is wrong, e.g. "merges.txt line 7 has 3 symbols, expected 2".
+        /// What is wrong, e.g. `line 7 is "a b c", expected two symbols`.
         reason: String,
         /// The file at fault.
         path: PathBuf,
@@ -88,8 +92,8 @@ pub struct Tokens {
     pub ids: Vec<u32>,
     /// How many ids are real tokens, BOS and EOS included (2 for an empty prompt).
     pub num_tokens: usize,
-    /// The part of the prompt that did not fit, decoded from the dropped tokens (lowercase, one
-    /// space between words); `None` when the whole prompt fits.
+    /// The part of the prompt that did not fit, decoded from the dropped tokens as
+    /// [`ClipTokenizer::decode`] does (`"on artstation , 8 k"`); `None` when the prompt fits.
     pub truncated: Option<String>,
 }
 
@@ -116,9 +120,9 @@ impl ClipTokenizer {
     /// token comes from `special_tokens_map.json`, else `tokenizer_config.json`, else EOS.
     pub fn from_dir(dir: &Path) -> Result<Self, TokenizerError> {
         let vocab_path = dir.join("vocab.json");
-        let vocab: HashMap<String, u32> = parse_json(&vocab_path, &read_file(&vocab_path)?)?;
+        let vocab = files::read_vocab(&vocab_path)?;
         let merges_path = dir.join("merges.txt");
-        let merges = parse_merges(&merges_path, &read_file(&merges_path)?)?;
+        let merges = files::read_merges(&merges_path)?;
 
         // The special tokens must be in the vocabulary, with the ids CLIP gives them.
         let id_of = |token: &str| {
@@ -132,7 +136,7 @@ impl ClipTokenizer {
         };
         let bos_id = id_of(BOS_TOKEN)?;
         let eos_id = id_of(EOS_TOKEN)?;
-        let pad_id = match read_pad_token(dir)? {
+        let pad_id = match files::read_pad_token(dir)? {
             Some((token, path)) => {
                 vocab
                     .get(&token)
@@ -187,8 +191,9 @@ impl ClipTokenizer {
     }
 
     /// Turns ids back into text as CLIP does: bytes joined, `</w>` read as a space, trimmed.
-    /// The text is the cleaned, lowercase form of the prompt; ids outside the vocabulary are
-    /// skipped, bytes that do not form UTF-8 become U+FFFD.
+    /// The text is the cleaned, lowercase prompt with a space after every word and punctuation
+    /// run; ids outside the vocabulary are skipped, bytes that are not UTF-8 become U+FFFD.
+    /// Decoding one id at a time shows how a prompt was split into tokens.
     pub fn decode(&self, ids: &[u32]) -> String {
         let symbols: String = ids
             .iter()
@@ -301,85 +306,6 @@ fn byte_of_symbol(symbol: char) -> Option<u8> {
     }
     let rank = usize::try_from(code.checked_sub(0x100)?).ok()?;
     (0..=255u8).filter(|&b| !printable(b)).nth(rank)
-}
-
-/// Reads the pad token, if the folder names one, with the file that named it.
-fn read_pad_token(dir: &Path) -> Result<Option<(String, PathBuf)>, TokenizerError> {
-    /// `pad_token` is a plain string or an `AddedToken` object with a `content` field.
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum TokenSpec {
-        Plain(String),
-        Added { content: String },
-    }
-
-    #[derive(Deserialize)]
-    struct PadOnly {
-        pad_token: Option<TokenSpec>,
-    }
-
-    // special_tokens_map.json overrides tokenizer_config.json, as in transformers.
-    for name in ["special_tokens_map.json", "tokenizer_config.json"] {
-        let path = dir.join(name);
-        let text = match read_file(&path) {
-            Ok(text) => text,
-            Err(TokenizerError::Missing { .. }) => continue,
-            Err(e) => return Err(e),
-        };
-        let token = match parse_json::<PadOnly>(&path, &text)?.pad_token {
-            Some(TokenSpec::Plain(token) | TokenSpec::Added { content: token }) => token,
-            None => continue,
-        };
-        return Ok(Some((token, path)));
-    }
-    Ok(None)
-}
-
-/// Reads a whole text file, telling a missing file from an unreadable one.
-fn read_file(path: &Path) -> Result<String, TokenizerError> {
-    std::fs::read_to_string(path).map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => TokenizerError::Missing {
-            path: path.to_owned(),
-        },
-        _ => TokenizerError::Read {
-            path: path.to_owned(),
-            source,
-        },
-    })
-}
-
-/// Parses JSON, naming the file and the position on failure.
-fn parse_json<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    text: &str,
-) -> Result<T, TokenizerError> {
-    serde_json::from_str(text).map_err(|e| TokenizerError::Corrupt {
-        reason: format!("invalid JSON ({e})"),
-        path: path.to_owned(),
-    })
-}
-
-/// Parses `merges.txt`: an optional `#version` line, then one merge of two symbols per line.
-fn parse_merges(path: &Path, text: &str) -> Result<Vec<(String, String)>, TokenizerError> {
-    let mut merges = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.starts_with("#version") || line.is_empty() {
-            continue;
-        }
-        let mut parts = line.split(' ');
-        match (parts.next(), parts.next(), parts.next()) {
-            (Some(a), Some(b), None) if !a.is_empty() && !b.is_empty() => {
-                merges.push((a.to_owned(), b.to_owned()));
-            }
-            _ => {
-                return Err(TokenizerError::Corrupt {
-                    reason: format!("line {} is {line:?}, expected two symbols", i + 1),
-                    path: path.to_owned(),
-                });
-            }
-        }
-    }
-    Ok(merges)
 }
 
 #[cfg(test)]
