@@ -125,6 +125,8 @@ PROMPTS = [
     "<|startoftext|>hello",
     "<|EndOfText|> shouting",
     "a&amp;<|endoftext|>b<i>",
+    "\x80<|EndOfText|> &amp; inside a symbol run",
+    "σ <|EndOfText|> &quot;",
     # Lengths around the limit of 75 tokens between BOS and EOS.
     " ".join(["a"] * 74),
     " ".join(["a"] * 75),
