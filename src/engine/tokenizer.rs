@@ -87,6 +87,10 @@ pub enum TokenizerError {
     /// The `tokenizers` library refused the prompt.
     #[error("cannot tokenize the prompt")]
     Encode(#[source] tokenizers::Error),
+
+    /// One of CLIP's fixed regular expressions did not compile: the regex library is broken.
+    #[error("CLIP's split patterns do not compile")]
+    Pattern(#[source] tokenizers::Error),
 }
 
 /// A prompt as the text encoder reads it.
@@ -154,13 +158,14 @@ impl ClipTokenizer {
             None => eos_id,
         };
 
-        let tokenizer = build_tokenizer(vocab.into_iter().collect(), merges).map_err(|e| {
+        let bpe = build_bpe(vocab.into_iter().collect(), merges).map_err(|e| {
             TokenizerError::Corrupt {
                 reason: format!("vocab.json and merges.txt do not form a BPE model: {e}"),
                 path: merges_path,
             }
         })?;
-        let word_pattern = SysRegex::new(special::WORD_PATTERN).map_err(TokenizerError::Encode)?;
+        let tokenizer = build_tokenizer(bpe).map_err(TokenizerError::Pattern)?;
+        let word_pattern = SysRegex::new(special::WORD_PATTERN).map_err(TokenizerError::Pattern)?;
         Ok(Self {
             tokenizer,
             word_pattern: Arc::new(word_pattern),
@@ -243,19 +248,23 @@ impl ClipTokenizer {
     }
 }
 
-/// Builds the `tokenizers` pipeline of `CLIPTokenizerFast`, less its added tokens,
-/// post-processor and decoder: `special.rs` finds special tokens as OpenAI's tokenizer does,
-/// [`ClipTokenizer::encode`] adds BOS and EOS itself, and [`ClipTokenizer::decode`] reads `</w>`
-/// as a space, which the byte-level decoder does not.
-fn build_tokenizer(vocab: Vocab, merges: Vec<(String, String)>) -> tokenizers::Result<Tokenizer> {
-    let bpe = BPE::builder()
+/// CLIP's BPE model: word-final symbols end in `</w>`, unknown symbols (there are none: every
+/// byte has one) would become `<|endoftext|>`.
+fn build_bpe(vocab: Vocab, merges: Vec<(String, String)>) -> tokenizers::Result<BPE> {
+    BPE::builder()
         .vocab_and_merges(vocab, merges)
         .unk_token(EOS_TOKEN.to_owned())
         .continuing_subword_prefix(String::new())
         .end_of_word_suffix(END_OF_WORD.to_owned())
         .fuse_unk(false)
-        .build()?;
+        .build()
+}
 
+/// Builds the `tokenizers` pipeline of `CLIPTokenizerFast`, less its added tokens,
+/// post-processor and decoder: `special.rs` finds special tokens as OpenAI's tokenizer does,
+/// [`ClipTokenizer::encode`] adds BOS and EOS itself, and [`ClipTokenizer::decode`] reads `</w>`
+/// as a space, which the byte-level decoder does not.
+fn build_tokenizer(bpe: BPE) -> tokenizers::Result<Tokenizer> {
     let mut tokenizer = Tokenizer::new(bpe);
     tokenizer.with_normalizer(Some(NormalizerSequence::new(vec![
         NFC.into(),
