@@ -271,7 +271,7 @@ pub fn broken_marker(width: usize, height: usize) -> Vec<u8> {
     (0..height)
         .flat_map(|y| {
             (0..width).flat_map(move |x| {
-                if ((x + y) / stripe) % 2 == 0 {
+                if ((x + y) / stripe).is_multiple_of(2) {
                     [255, 0, 255]
                 } else {
                     [0, 0, 0]
