@@ -194,10 +194,12 @@ impl DiffusionModel {
         )
         .stage("build vae")?;
 
-        let name = dir.file_name().map_or_else(
-            || dir.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
+        let name = extras.name.clone().unwrap_or_else(|| {
+            dir.file_name().map_or_else(
+                || dir.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            )
+        });
         let hash = hasher.finalize();
         let latent_rgb = extras
             .latent_rgb
