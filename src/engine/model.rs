@@ -64,6 +64,8 @@ pub struct ModelId {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 struct Extras {
+    /// A display name; the folder name otherwise.
+    name: Option<String>,
     latent_rgb: Option<LatentRgb>,
 }
 
