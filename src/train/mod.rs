@@ -1,2 +1,5 @@
 //! Training of the embedded model: a small latent diffusion model in Stable Diffusion's own
 //! architecture, and the concept meter, both from Fashion-MNIST.
+
+pub mod fashion_mnist;
+pub mod meter;
