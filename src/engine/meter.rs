@@ -64,6 +64,10 @@ pub enum MeterError {
         source: candle_core::Error,
     },
 
+    /// A configuration describes no network that can be built.
+    #[error("invalid meter config: {0}")]
+    BadConfig(String),
+
     /// Pictures given to the meter break the input rules of this module.
     #[error("meter input: {0}")]
     Input(String),
@@ -159,7 +163,9 @@ impl MeterConfig {
     }
 }
 
-/// The classifier: conv3x3 → maxpool → relu, twice, then two linear layers.
+/// The concept meter: a Fashion-MNIST classifier whose class probabilities say how much of
+/// each garment a picture holds. Network: 3x3 convolution → 2x2 max pool → relu, twice, then
+/// a hidden linear layer with relu and the class logits.
 #[derive(Clone, Debug)]
 pub struct ConceptMeter {
     conv1: Conv3x3,
@@ -173,7 +179,7 @@ pub struct ConceptMeter {
 impl ConceptMeter {
     /// Builds the network from `vb` (a checkpoint, or a `VarMap` when training).
     pub fn new(config: MeterConfig, vb: VarBuilder<'_>) -> Result<Self, MeterError> {
-        config.validate().map_err(MeterError::Input)?;
+        config.validate().map_err(MeterError::BadConfig)?;
         let (c1, c2) = (config.conv1_channels, config.conv2_channels);
         let flat = c2 * (INPUT_SIDE / 4) * (INPUT_SIDE / 4);
         Ok(Self {

@@ -2,7 +2,9 @@
 //! (`[B, H, W, C]`) with custom ops whose backward passes are cheap:
 //! - a 3x3 convolution stored like PyTorch's `Conv2d` (weight `[out, in, 3, 3]`, bias `[out]`)
 //!   but run as one matrix product over im2col columns, whose gradient is the matching col2im;
-//!   candle's own conv2d backward runs a direct transposed convolution;
+//!   candle's own conv2d backward runs a direct transposed convolution. The columns end with a
+//!   column of ones that multiplies the bias, since the backward pass of a broadcast bias
+//!   addition (a strided sum) cost more than the matrix products;
 //! - 2x2 max pooling whose gradient goes to the first maximum of each window; candle's builds
 //!   five full-size temporaries (and, in 0.11.1, scales the gradient by 1/4).
 //!
@@ -44,14 +46,15 @@ impl Conv3x3 {
             im2col_with_tensor_ops(xs)?
         };
 
-        // [out, C, 3, 3] → [3, 3, C, out] → [9C, out]: the (dy, dx, c) order of the columns.
-        let kernel = self
+        // [out, C, 3, 3] → [3, 3, C, out] → [9C, out]: the (dy, dx, c) order of the columns;
+        // the bias is the last row, facing the column of ones.
+        let weight = self
             .weight
             .permute((2, 3, 1, 0))?
             .reshape((9 * channels, out_channels))?;
+        let kernel = Tensor::cat(&[weight, self.bias.reshape((1, out_channels))?], 0)?;
         columns
             .matmul(&kernel)?
-            .broadcast_add(&self.bias)?
             .reshape((batch, height, width, out_channels))
     }
 }
@@ -69,8 +72,8 @@ pub(super) fn max_pool_2x2_nhwc(xs: &Tensor) -> candle_core::Result<Tensor> {
     }
 }
 
-/// The im2col columns `[B·H·W, 9·C]` of `[B, H, W, C]`, ordered (dy, dx, c), from tensor ops
-/// that run on any device.
+/// The im2col columns `[B·H·W, 9·C + 1]` of `[B, H, W, C]`, ordered (dy, dx, c) and then a
+/// column of ones, from tensor ops that run on any device.
 pub(super) fn im2col_with_tensor_ops(xs: &Tensor) -> candle_core::Result<Tensor> {
     let (batch, height, width, channels) = xs.dims4()?;
     let padded = xs.pad_with_zeros(1, 1, 1)?.pad_with_zeros(2, 1, 1)?;
@@ -80,7 +83,12 @@ pub(super) fn im2col_with_tensor_ops(xs: &Tensor) -> candle_core::Result<Tensor>
             taps.push(padded.narrow(1, dy, height)?.narrow(2, dx, width)?);
         }
     }
-    Tensor::cat(&taps, 3)?.reshape((batch * height * width, 9 * channels))
+    taps.push(Tensor::ones(
+        (batch, height, width, 1),
+        xs.dtype(),
+        xs.device(),
+    )?);
+    Tensor::cat(&taps, 3)?.reshape((batch * height * width, 9 * channels + 1))
 }
 
 /// The contiguous f32 values of a CPU tensor, or an error naming `op`.
@@ -104,7 +112,8 @@ fn tap_source(i: usize, d: usize, len: usize) -> Option<usize> {
     (i + d).checked_sub(1).filter(|&s| s < len)
 }
 
-/// im2col of a contiguous f32 `[B, H, W, C]` on the CPU; its gradient is [`Col2Im3x3`].
+/// im2col of a contiguous f32 `[B, H, W, C]` on the CPU, as [`im2col_with_tensor_ops`];
+/// its gradient is [`Col2Im3x3`].
 struct Im2Col3x3;
 
 impl CustomOp1 for Im2Col3x3 {
@@ -119,7 +128,7 @@ impl CustomOp1 for Im2Col3x3 {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (batch, height, width, channels) = layout.shape().dims4()?;
         let src = contiguous_f32(storage, layout, self.name())?;
-        let row_len = 9 * channels;
+        let row_len = 9 * channels + 1;
         let mut dst = vec![0f32; batch * height * width * row_len];
         let image_len = height * width * channels;
         for (image, out) in src
@@ -128,7 +137,8 @@ impl CustomOp1 for Im2Col3x3 {
         {
             for (pixel, row) in out.chunks_exact_mut(row_len).enumerate() {
                 let (y, x) = (pixel / width, pixel % width);
-                for (tap, slot) in row.chunks_exact_mut(channels).enumerate() {
+                row[9 * channels] = 1.0;
+                for (tap, slot) in row[..9 * channels].chunks_exact_mut(channels).enumerate() {
                     let source_y = tap_source(y, tap / 3, height);
                     let source_x = tap_source(x, tap % 3, width);
                     if let (Some(sy), Some(sx)) = (source_y, source_x) {
@@ -153,7 +163,8 @@ impl CustomOp1 for Im2Col3x3 {
     }
 }
 
-/// The adjoint of [`Im2Col3x3`]: sums columns `[B·H·W, 9·C]` back into `[B, H, W, C]`.
+/// The adjoint of [`Im2Col3x3`]: sums columns `[B·H·W, 9·C + 1]` back into `[B, H, W, C]`
+/// (the column of ones has no input behind it).
 struct Col2Im3x3 {
     dims: (usize, usize, usize, usize),
 }
@@ -169,7 +180,7 @@ impl CustomOp1 for Col2Im3x3 {
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (batch, height, width, channels) = self.dims;
-        let row_len = 9 * channels;
+        let row_len = 9 * channels + 1;
         let expected = Shape::from((batch * height * width, row_len));
         if layout.shape() != &expected {
             candle_core::bail!("col2im3x3 got {:?}, expected {expected:?}", layout.shape())
@@ -183,7 +194,7 @@ impl CustomOp1 for Col2Im3x3 {
         {
             for (pixel, row) in columns.chunks_exact(row_len).enumerate() {
                 let (y, x) = (pixel / width, pixel % width);
-                for (tap, slot) in row.chunks_exact(channels).enumerate() {
+                for (tap, slot) in row[..9 * channels].chunks_exact(channels).enumerate() {
                     let source_y = tap_source(y, tap / 3, height);
                     let source_x = tap_source(x, tap % 3, width);
                     if let (Some(sy), Some(sx)) = (source_y, source_x) {
@@ -326,7 +337,7 @@ mod tests {
     #[test]
     fn custom_im2col_matches_tensor_ops_forward_and_backward() -> anyhow::Result<()> {
         let xs = Var::from_tensor(&Tensor::rand(-1f32, 1f32, (2, 5, 4, 3), &Device::Cpu)?)?;
-        let weights = Tensor::rand(-1f32, 1f32, (2 * 5 * 4, 27), &Device::Cpu)?;
+        let weights = Tensor::rand(-1f32, 1f32, (2 * 5 * 4, 28), &Device::Cpu)?;
 
         let ours = xs.apply_op1(Im2Col3x3)?;
         let theirs = im2col_with_tensor_ops(&xs)?;
