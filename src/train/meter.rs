@@ -158,6 +158,11 @@ pub fn fit_meter(
 ) -> anyhow::Result<FittedMeter> {
     anyhow::ensure!(!train.is_empty(), "no training images");
     anyhow::ensure!(cfg.batch_size > 0, "batch size must be positive");
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&cfg.min_intensity),
+        "min_intensity {} is not in [0, 1]",
+        cfg.min_intensity
+    );
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed);
 
     // Build the network on variables initialised from our own seeded generator: candle's CPU
