@@ -5,11 +5,11 @@
 
 use std::collections::BTreeSet;
 
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use interconcept::cli::render;
 use interconcept::engine::meter::ConceptMeter;
 use interconcept::engine::model::{Component, DiffusionModel, embedded_model_dir};
-use interconcept::engine::pipeline::{Picture, SamplingParams};
+use interconcept::engine::pipeline::{self, Picture, SamplingParams};
 use interconcept::engine::scheduler::SamplerKind;
 use interconcept::engine::surgery::{
     WeightEdit, apply_edits, catalog, module_of, progressive_order,
@@ -317,29 +317,47 @@ fn the_concept_fades_as_the_progressive_knockout_grows() {
     let mut model = embedded();
     let num_modules = catalog(&model, Component::Unet).modules.len();
 
-    // The meter's mean score for each class prompt's own class, over a few classes and seeds.
+    // The meter's mean score for each class prompt's own class, over a few classes and seeds,
+    // made in one batch per knockout count.
     let classes = [1, 5, 7, 9];
-    let seeds = 0..4u64;
+    let seeds: Vec<u64> = (0..4).collect();
+    let prompts: Vec<String> = classes.iter().map(|&c| class_prompt(c)).collect();
+    let prompts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+    let params = SamplingParams {
+        num_steps: 10,
+        ..recipe(&model, "", 0, vec![]).sampling
+    };
     let mut score_at = |count: usize| -> f32 {
-        let edits = vec![WeightEdit::ProgressiveKnockout {
+        let edit = WeightEdit::ProgressiveKnockout {
             count,
             seed: 1,
             component: Component::Unet,
-        }];
+        };
+        apply_edits(&mut model, &[edit]).unwrap();
+        let (conditioning, _) = model.encode_prompts(&prompts).unwrap();
+        let batch_seeds: Vec<u64> = classes.iter().flat_map(|_| seeds.clone()).collect();
+        let rows: Vec<Tensor> = (0..classes.len())
+            .map(|i| conditioning.narrow(0, i, 1)?.repeat((seeds.len(), 1, 1)))
+            .collect::<candle_core::Result<_>>()
+            .unwrap();
+        let conditioning = Tensor::cat(&rows, 0).unwrap();
+        let initial = pipeline::initial_noise_batch(&model, &batch_seeds, &params).unwrap();
+        let pictures = pipeline::generate(
+            &model,
+            &conditioning,
+            &initial,
+            &batch_seeds,
+            &params,
+            &mut |_| true,
+        )
+        .unwrap();
         let mut total = 0.0;
-        for &class in &classes {
-            let pictures: Vec<Picture> = seeds
-                .clone()
-                .map(|seed| {
-                    let mut r = recipe(&model, &class_prompt(class), seed, edits.clone());
-                    r.sampling.num_steps = 10;
-                    render(&mut model, &mut r).unwrap()
-                })
-                .collect();
-            let tensor = pictures_to_tensor(&pictures, &Device::Cpu).unwrap();
+        for (i, &class) in classes.iter().enumerate() {
+            let own = &pictures[i * seeds.len()..(i + 1) * seeds.len()];
+            let tensor = pictures_to_tensor(own, &Device::Cpu).unwrap();
             total += meter.score(&tensor, class).unwrap().iter().sum::<f32>();
         }
-        total / (classes.len() * seeds.clone().count()) as f32
+        total / batch_seeds.len() as f32
     };
     let counts = [0, num_modules / 8, num_modules / 2, num_modules];
     let scores: Vec<f32> = counts.iter().map(|&c| score_at(c)).collect();
