@@ -127,10 +127,14 @@ fn tiles(model: &DiffusionModel, args: &SweepArgs) -> Result<Vec<Tile>> {
     });
     if per_module != (each == SweepEach::Module) {
         bail!(
-            "--edit {:?} sweeps over {}, not --each {:?}",
-            args.edit,
+            "--edit {} sweeps over {}, not --each {}",
+            edit_name(args.edit),
             if per_module { "modules" } else { "values" },
-            each
+            if each == SweepEach::Module {
+                "module"
+            } else {
+                "value"
+            }
         );
     }
     let component = args.component;
