@@ -4,9 +4,10 @@
 //! [`apply_edits`] is the one way weights change. It takes the complete list of edits that
 //! should hold and makes the model's weights exactly that: tensors no longer edited get their
 //! loaded values back (bit for bit), edited ones are computed afresh from the loaded values.
-//! So going from one experiment to the next costs only the tensors that differ, a recipe's
-//! edits give the same weights however the program got there, and `apply_edits(model, &[])`
-//! is a complete undo.
+//! Tensors that neither list touches are never read or written, so going from one
+//! experiment to the next costs only the tensors the experiments edit; a recipe's edits give
+//! the same weights however the program got there; and `apply_edits(model, &[])` is a
+//! complete undo.
 
 mod catalog;
 mod edit;
