@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use clap::Args;
 
 use crate::engine::model::DiffusionModel;
@@ -42,11 +42,7 @@ fn batch_run(model: &DiffusionModel, n: usize, params: &SamplingParams) -> Resul
     let started = Instant::now();
     let (cond, _) = model.encode_prompts(&["a sneaker"])?;
     let cond = cond.repeat((n, 1, 1))?;
-    let initial = seeds
-        .iter()
-        .map(|&s| pipeline::initial_noise(model, s, params))
-        .collect::<Result<Vec<_>, _>>()?;
-    let initial = Tensor::cat(&initial, 0)?;
+    let initial = pipeline::initial_noise_batch(model, &seeds, params)?;
     pipeline::generate(model, &cond, &initial, &seeds, params, &mut |_| true)?;
     Ok(started.elapsed())
 }

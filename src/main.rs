@@ -16,7 +16,20 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
 
-    let cli = interconcept::cli::Cli::parse();
+    // Help and version go to stdout as clap prints them; any other parse error is one line.
+    let cli = match interconcept::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("{}", first.trim());
+            return ExitCode::from(2);
+        }
+    };
     match interconcept::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

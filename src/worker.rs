@@ -221,9 +221,15 @@ impl Worker {
     }
 }
 
-/// The worker thread's loop. A panic inside a job ends the thread; the GUI side restarts it.
+/// The worker thread's loop.
+///
+/// Each job runs under `catch_unwind`: a panic (a bug, or an assertion deep in candle) becomes a
+/// failure event, the model that was in use is dropped, since a panic in the middle of a weight
+/// edit could leave it half changed, and the next job starts afresh by loading the last model
+/// folder again.
 fn run(shared: &Shared, jobs: &Receiver<(JobId, Job)>, events: &Sender<Event>) {
     let mut model: Option<DiffusionModel> = None;
+    let mut model_dir = shared.default_model.clone();
     let send = |event: Event| {
         // A full queue drops previews rather than blocking the worker.
         let blocking = !matches!(event, Event::Preview { .. } | Event::Progress { .. });
@@ -234,11 +240,6 @@ fn run(shared: &Shared, jobs: &Receiver<(JobId, Job)>, events: &Sender<Event>) {
         };
         (shared.wake)();
     };
-    let panic_guard = PanicReporter {
-        events,
-        shared,
-        id: std::cell::Cell::new(0),
-    };
 
     while let Ok((id, job)) = jobs.recv() {
         // A newer job of the same kind already waits: skip this one.
@@ -246,46 +247,61 @@ fn run(shared: &Shared, jobs: &Receiver<(JobId, Job)>, events: &Sender<Event>) {
             send(Event::Cancelled { id });
             continue;
         }
-        panic_guard.id.set(id);
         let started = Instant::now();
-        let result: Result<(), JobError> = match job {
-            Job::LoadModel(dir) => load(&dir, &shared.device).map_err(JobError::from).map(|m| {
-                send(Event::ModelLoaded {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_job(shared, id, job, &mut model, &mut model_dir, &send, started)
+        }));
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(JobError::Cancelled)) => send(Event::Cancelled { id }),
+            Ok(Err(JobError::Failed(error))) => send(Event::Failed { id, error }),
+            Err(_) => {
+                model = None;
+                tracing::error!(id, "a job panicked; the model will be loaded again");
+                send(Event::Failed {
                     id,
-                    name: m.id.name.clone(),
-                    default_size: m.default_size,
+                    error: "the worker crashed; a fresh worker will take the next job".into(),
                 });
-                model = Some(m);
-            }),
-            Job::Generate(job) => {
-                if model.is_none() {
-                    match load(&shared.default_model, &shared.device) {
-                        Ok(m) => {
-                            send(Event::ModelLoaded {
-                                id,
-                                name: m.id.name.clone(),
-                                default_size: m.default_size,
-                            });
-                            model = Some(m);
-                        }
-                        Err(e) => {
-                            send(Event::Failed { id, error: e });
-                            continue;
-                        }
-                    }
-                }
-                match &model {
-                    Some(m) => generate(m, id, &job, shared, &send, started),
-                    None => Err(JobError::Failed("no model is loaded".into())),
-                }
             }
-            Job::Crash => panic!("crash requested"),
-        };
-        match result {
-            Ok(()) => {}
-            Err(JobError::Cancelled) => send(Event::Cancelled { id }),
-            Err(JobError::Failed(error)) => send(Event::Failed { id, error }),
         }
+    }
+}
+
+/// Runs one job; `model` and `model_dir` are the worker's state across jobs.
+fn run_job(
+    shared: &Shared,
+    id: JobId,
+    job: Job,
+    model: &mut Option<DiffusionModel>,
+    model_dir: &mut PathBuf,
+    send: &dyn Fn(Event),
+    started: Instant,
+) -> Result<(), JobError> {
+    let loaded = |m: &DiffusionModel| Event::ModelLoaded {
+        id,
+        name: m.id.name.clone(),
+        default_size: m.default_size,
+    };
+    match job {
+        Job::LoadModel(dir) => {
+            let m = load(&dir, &shared.device)?;
+            send(loaded(&m));
+            *model = Some(m);
+            *model_dir = dir;
+            Ok(())
+        }
+        Job::Generate(job) => {
+            if model.is_none() {
+                let m = load(model_dir, &shared.device)?;
+                send(loaded(&m));
+                *model = Some(m);
+            }
+            match model {
+                Some(m) => generate(m, id, &job, shared, send, started),
+                None => Err(JobError::Failed("no model is loaded".into())),
+            }
+        }
+        Job::Crash => panic!("crash requested"),
     }
 }
 
@@ -308,25 +324,6 @@ impl From<EngineError> for JobError {
         match error {
             EngineError::Cancelled => JobError::Cancelled,
             other => JobError::Failed(other.to_string()),
-        }
-    }
-}
-
-/// Reports a panic of the job in flight as a failure when the thread unwinds.
-struct PanicReporter<'a> {
-    events: &'a Sender<Event>,
-    shared: &'a Shared,
-    id: std::cell::Cell<JobId>,
-}
-
-impl Drop for PanicReporter<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let _ = self.events.send(Event::Failed {
-                id: self.id.get(),
-                error: "the worker crashed; a fresh worker will take the next job".into(),
-            });
-            (self.shared.wake)();
         }
     }
 }

@@ -156,10 +156,16 @@ impl UNetJson {
                     ));
                 }
             };
-            if out_channels % self.norm_num_groups != 0 || heads == 0 {
+            // candle-transformers' block resnets always use 32 groups, whatever the config says.
+            let splits = [self.norm_num_groups, 32, heads];
+            if splits
+                .iter()
+                .any(|&n| n == 0 || !out_channels.is_multiple_of(n))
+            {
                 return Err(EngineError::file(
                     format!(
-                        "block {i}: {out_channels} channels do not split into {} groups / {heads} heads",
+                        "block {i}: {out_channels} channels do not split into {} and 32 groups \
+                         and {heads} heads",
                         self.norm_num_groups
                     ),
                     path,
@@ -290,7 +296,9 @@ impl TextEncoderJson {
                 path,
             ));
         }
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
             return Err(EngineError::file(
                 format!(
                     "hidden_size {} does not split into {} heads",

@@ -15,8 +15,12 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, Linear, Module as _, VarBuilder};
+use candle_nn::{Linear, Module as _, VarBuilder};
 use serde::{Deserialize, Serialize};
+
+use layers::{Conv3x3, max_pool_2x2_nhwc};
+
+mod layers;
 
 /// File name of the weights inside a meter directory.
 pub const WEIGHTS_FILE: &str = "meter.safetensors";
@@ -59,6 +63,10 @@ pub enum MeterError {
         /// The error candle reported.
         source: candle_core::Error,
     },
+
+    /// A configuration describes no network that can be built.
+    #[error("invalid meter config: {0}")]
+    BadConfig(String),
 
     /// Pictures given to the meter break the input rules of this module.
     #[error("meter input: {0}")]
@@ -155,11 +163,13 @@ impl MeterConfig {
     }
 }
 
-/// The classifier: conv3x3 → maxpool → relu, twice, then two linear layers.
+/// The concept meter: a Fashion-MNIST classifier whose class probabilities say how much of
+/// each garment a picture holds. Network: 3x3 convolution → 2x2 max pool → relu, twice, then
+/// a hidden linear layer with relu and the class logits.
 #[derive(Clone, Debug)]
 pub struct ConceptMeter {
-    conv1: Conv2d,
-    conv2: Conv2d,
+    conv1: Conv3x3,
+    conv2: Conv3x3,
     fc1: Linear,
     fc2: Linear,
     config: MeterConfig,
@@ -169,16 +179,12 @@ pub struct ConceptMeter {
 impl ConceptMeter {
     /// Builds the network from `vb` (a checkpoint, or a `VarMap` when training).
     pub fn new(config: MeterConfig, vb: VarBuilder<'_>) -> Result<Self, MeterError> {
-        config.validate().map_err(MeterError::Input)?;
-        let padded = Conv2dConfig {
-            padding: 1,
-            ..Conv2dConfig::default()
-        };
+        config.validate().map_err(MeterError::BadConfig)?;
         let (c1, c2) = (config.conv1_channels, config.conv2_channels);
         let flat = c2 * (INPUT_SIDE / 4) * (INPUT_SIDE / 4);
         Ok(Self {
-            conv1: candle_nn::conv2d(1, c1, 3, padded, vb.pp("conv1"))?,
-            conv2: candle_nn::conv2d(c1, c2, 3, padded, vb.pp("conv2"))?,
+            conv1: Conv3x3::new(1, c1, vb.pp("conv1"))?,
+            conv2: Conv3x3::new(c1, c2, vb.pp("conv2"))?,
             fc1: candle_nn::linear(flat, config.hidden_size, vb.pp("fc1"))?,
             fc2: candle_nn::linear(config.hidden_size, config.num_classes(), vb.pp("fc2"))?,
             device: vb.device().clone(),
@@ -247,7 +253,7 @@ impl ConceptMeter {
     /// Turns pictures into the classifier's grey input `[B, 1, 28, 28]` in [0, 1], following
     /// the input rules in the module documentation.
     pub fn grey_from_pictures(&self, pictures: &Tensor) -> Result<Tensor, MeterError> {
-        let &[_, channels, height, width] = pictures.dims() else {
+        let &[batch, channels, height, width] = pictures.dims() else {
             return Err(MeterError::Input(format!(
                 "pictures must be [B, C, H, W], got shape {:?}",
                 pictures.dims()
@@ -262,6 +268,11 @@ impl ConceptMeter {
             return Err(MeterError::Input(format!(
                 "pictures must be square with side 28 or a multiple of 32, got {height}x{width}"
             )));
+        }
+
+        if batch == 0 {
+            let shape = (0, 1, INPUT_SIDE, INPUT_SIDE);
+            return Ok(Tensor::zeros(shape, DType::F32, &self.device)?);
         }
 
         // Maximum over channels undoes the tint; clamping tames overshooting generations.
@@ -297,9 +308,14 @@ impl ConceptMeter {
         let std = f64::from(self.config.pixel_std);
         let xs = grey.affine(1.0 / std, -f64::from(self.config.pixel_mean) / std)?;
 
-        // Pooling before the relu is the same function and halves the relu's work.
-        let xs = self.conv1.forward(&xs)?.max_pool2d(2)?.relu()?;
-        let xs = self.conv2.forward(&xs)?.max_pool2d(2)?.relu()?;
+        // Channels-last throughout (see `layers`), back to channels-first before flattening
+        // so that fc1 sees the usual [C, H, W] order. Pooling before the relu is the same
+        // function and quarters the relu's work.
+        let batch = xs.dim(0)?;
+        let xs = xs.reshape((batch, INPUT_SIDE, INPUT_SIDE, 1))?;
+        let xs = max_pool_2x2_nhwc(&self.conv1.forward_nhwc(&xs)?)?.relu()?;
+        let xs = max_pool_2x2_nhwc(&self.conv2.forward_nhwc(&xs)?)?.relu()?;
+        let xs = xs.permute((0, 3, 1, 2))?;
         let xs = self.fc1.forward(&xs.flatten_from(1)?)?.relu()?;
         Ok(self.fc2.forward(&xs)?)
     }
@@ -308,6 +324,7 @@ impl ConceptMeter {
     pub fn probabilities(&self, pictures: &Tensor) -> Result<Tensor, MeterError> {
         let grey = self.grey_from_pictures(pictures)?;
         if grey.dim(0)? == 0 {
+            // candle cannot reduce over an empty batch.
             return Ok(Tensor::zeros(
                 (0, self.num_classes()),
                 DType::F32,

@@ -25,6 +25,9 @@ pub fn embedded_model_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/model"))
 }
 
+/// UNets with fewer weights than this are run eight images per call.
+const SMALL_UNET_VALUES: usize = 20_000_000;
+
 /// Which editable part of a model a weight belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -64,6 +67,8 @@ pub struct ModelId {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 struct Extras {
+    /// A display name; the folder name otherwise.
+    name: Option<String>,
     latent_rgb: Option<LatentRgb>,
 }
 
@@ -91,6 +96,9 @@ pub struct DiffusionModel {
     pub vae_downscale: usize,
     /// The image side the model was trained at.
     pub default_size: usize,
+    /// Images per UNet call: every call uses exactly this many (see `pipeline::predict`), many
+    /// for small models where batching pays, one for large ones.
+    pub unet_batch: usize,
     /// The latent side must be a multiple of this (the UNet halves it once per level).
     pub size_multiple: usize,
     /// Width of the conditioning (the text encoder's hidden size).
@@ -194,10 +202,12 @@ impl DiffusionModel {
         )
         .stage("build vae")?;
 
-        let name = dir.file_name().map_or_else(
-            || dir.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
+        let name = extras.name.clone().unwrap_or_else(|| {
+            dir.file_name().map_or_else(
+                || dir.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            )
+        });
         let hash = hasher.finalize();
         let latent_rgb = extras
             .latent_rgb
@@ -218,6 +228,11 @@ impl DiffusionModel {
             latent_channels: vae_json.latent_channels,
             vae_downscale: vae_json.downscale(),
             default_size: unet_json.sample_size * vae_json.downscale(),
+            unet_batch: if unet_store.num_values() < SMALL_UNET_VALUES {
+                8
+            } else {
+                1
+            },
             size_multiple: 1 << (unet_json.block_out_channels.len() - 1),
             conditioning_dim: text_json.hidden_size,
             latent_rgb,

@@ -68,6 +68,20 @@ pub fn initial_noise(model: &DiffusionModel, seed: u64, params: &SamplingParams)
     noise::gaussian(seed, (1, model.latent_channels, h, w), &model.device).stage("initial noise")
 }
 
+/// The initial latents of a batch, `[B, C, h, w]`: each image's noise from its own seed, so an
+/// image in a batch starts exactly as it would alone.
+pub fn initial_noise_batch(
+    model: &DiffusionModel,
+    seeds: &[u64],
+    params: &SamplingParams,
+) -> Result<Tensor> {
+    let parts = seeds
+        .iter()
+        .map(|&seed| initial_noise(model, seed, params))
+        .collect::<Result<Vec<_>>>()?;
+    Tensor::cat(&parts, 0).stage("initial noise")
+}
+
 /// Latent height and width for a request.
 pub fn latent_size(model: &DiffusionModel, params: &SamplingParams) -> (usize, usize) {
     (
@@ -150,36 +164,24 @@ pub fn denoise(
     let sampler = Sampler::new(params.sampler, &model.schedule, params.num_steps)?;
 
     // With guidance, the unconditional branch runs in the same UNet call as the conditional one.
-    let context = if params.uses_guidance() {
-        let (empty, _) = model.encode_prompts(&[""])?;
-        let empty = empty.repeat((batch, 1, 1)).stage("denoise")?;
-        Tensor::cat(&[&empty, conditioning], 0).stage("denoise")?
+    let empty = if params.uses_guidance() {
+        Some(model.encode_prompts(&[""])?.0)
     } else {
-        conditioning.clone()
+        None
     };
 
     let mut latents = (initial * sampler.init_noise_sigma()).stage("denoise")?;
     for (index, &timestep) in sampler.timesteps().iter().enumerate() {
         let input = sampler.scale_model_input(&latents, index)?;
-        let input = if params.uses_guidance() {
-            Tensor::cat(&[&input, &input], 0).stage("denoise")?
-        } else {
-            input
-        };
-        let output = model
-            .unet
-            .forward(&input, timestep, &context)
-            .stage("unet")?;
-        let output = if params.uses_guidance() {
-            let uncond = output.narrow(0, 0, batch).stage("guidance")?;
-            let cond = output.narrow(0, batch, batch).stage("guidance")?;
-            (cond - &uncond)
-                .and_then(|d| d * params.guidance_scale)
-                .and_then(|d| &uncond + d)
-                .stage("guidance")?
-        } else {
-            output
-        };
+        let output = predict(
+            model,
+            &input,
+            timestep,
+            conditioning,
+            empty.as_ref(),
+            params.guidance_scale,
+        )
+        .stage("unet")?;
 
         let step_noise = if sampler.needs_step_noise(index) {
             let per_image = seeds
@@ -206,6 +208,54 @@ pub fn denoise(
         }
     }
     Ok(latents)
+}
+
+/// The guided UNet output for a batch, computed in chunks of exactly `model.unet_batch` images.
+///
+/// candle's CPU matmul sums in an order that depends on the number of rows, and the UNet's
+/// timestep MLPs run on `[batch, channels]`, so the same image would come out with different
+/// low bits in batches of different sizes. Every UNet call therefore has the same batch size
+/// (the last chunk is padded with copies), which makes an image in a grid equal, byte for byte,
+/// to the same image made alone.
+fn predict(
+    model: &DiffusionModel,
+    latents: &Tensor,
+    timestep: f64,
+    conditioning: &Tensor,
+    empty: Option<&Tensor>,
+    guidance_scale: f64,
+) -> candle_core::Result<Tensor> {
+    let batch = latents.dim(0)?;
+    let chunk = model.unet_batch.max(1);
+    let pad = |xs: Tensor, n: usize| -> candle_core::Result<Tensor> {
+        if n == chunk {
+            return Ok(xs);
+        }
+        let last = xs.narrow(0, n - 1, 1)?;
+        let mut dims = vec![1; xs.rank()];
+        dims[0] = chunk - n;
+        Tensor::cat(&[xs, last.repeat(dims)?], 0)
+    };
+    let mut outputs = Vec::with_capacity(batch.div_ceil(chunk));
+    for start in (0..batch).step_by(chunk) {
+        let n = chunk.min(batch - start);
+        let xs = pad(latents.narrow(0, start, n)?, n)?;
+        let context = pad(conditioning.narrow(0, start, n)?, n)?;
+        let output = match empty {
+            Some(empty) => {
+                let context = Tensor::cat(&[&empty.repeat((chunk, 1, 1))?, &context], 0)?;
+                let both = model
+                    .unet
+                    .forward(&Tensor::cat(&[&xs, &xs], 0)?, timestep, &context)?;
+                let uncond = both.narrow(0, 0, chunk)?;
+                let cond = both.narrow(0, chunk, chunk)?;
+                (&uncond + ((cond - &uncond)? * guidance_scale)?)?
+            }
+            None => model.unet.forward(&xs, timestep, &context)?,
+        };
+        outputs.push(output.narrow(0, 0, n)?);
+    }
+    Tensor::cat(&outputs, 0)
 }
 
 /// Decodes latents `[B, C, h, w]` with the VAE into pictures.
@@ -257,7 +307,7 @@ pub fn broken_marker(width: usize, height: usize) -> Vec<u8> {
     (0..height)
         .flat_map(|y| {
             (0..width).flat_map(move |x| {
-                if ((x + y) / stripe) % 2 == 0 {
+                if ((x + y) / stripe).is_multiple_of(2) {
                     [255, 0, 255]
                 } else {
                     [0, 0, 0]

@@ -12,7 +12,7 @@ use super::diffusion::{self, DiffusionTrainConfig};
 use super::embedded::{self, EmbeddedArchitecture, TrainedParts};
 use super::fashion_mnist::{CLASS_NAMES, FashionMnist, Split, class_prompt};
 use super::meter::{MeterTrainConfig, train_meter};
-use super::modules::TrainVae;
+use super::modules::{TrainTextEncoder, TrainUNet, TrainVae};
 use crate::engine::meter::ConceptMeter;
 use crate::engine::model::{DiffusionModel, embedded_model_dir};
 use crate::engine::pipeline::{self, Picture, SamplingParams};
@@ -35,6 +35,9 @@ pub enum Stage {
     Diffusion,
     /// Only the UNet and text encoder, over the VAE checkpoint in the work folder.
     Unet,
+    /// No training: write a model folder from the checkpoints in the work folder (to look at a
+    /// run before it ends).
+    Export,
 }
 
 /// `interconcept train`.
@@ -124,22 +127,10 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let arch = EmbeddedArchitecture::default();
     let tokenizer = ClipTokenizer::from_dir(&cfg.tokenizer_dir)?;
 
-    let vae_map = if args.stage == Stage::Unet {
-        let mut map = VarMap::new();
-        TrainVae::new(
-            VarBuilder::from_varmap(&map, DType::F32, &device),
-            3,
-            3,
-            &arch.vae_candle(),
-        )?;
-        let path = args.work.join("vae.safetensors");
-        map.load(&path).with_context(|| {
-            format!(
-                "no VAE checkpoint at {}; train the VAE first",
-                path.display()
-            )
-        })?;
-        map
+    let vae_map = if matches!(args.stage, Stage::Unet | Stage::Export) {
+        load_checkpoint(&args.work.join("vae.safetensors"), |vb| {
+            TrainVae::new(vb, 3, 3, &arch.vae_candle()).map(|_| ())
+        })?
     } else {
         let (map, report) = diffusion::train_vae(&cfg, &arch, &data, &device)?;
         println!(
@@ -154,12 +145,29 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     );
 
     let encoded = diffusion::encode_for_unet(&vae_map, &arch, &data, args.seed, &device)?;
-    let (unet_map, text_map, report) =
-        diffusion::train_unet(&cfg, &arch, &encoded, &tokenizer, &device)?;
-    println!(
-        "unet: loss {:.4} -> {:.4} in {:.0} s",
-        report.first_loss, report.last_loss, report.seconds
-    );
+    let (unet_map, text_map) = if args.stage == Stage::Export {
+        let unet = load_checkpoint(&args.work.join("unet.safetensors"), |vb| {
+            TrainUNet::new(
+                vb,
+                arch.latent_channels,
+                arch.latent_channels,
+                &arch.unet_candle(),
+            )
+            .map(|_| ())
+        })?;
+        let text = load_checkpoint(&args.work.join("text_encoder.safetensors"), |vb| {
+            TrainTextEncoder::new(vb.pp("text_model"), &arch.text_candle()).map(|_| ())
+        })?;
+        (unet, text)
+    } else {
+        let (unet, text, report) =
+            diffusion::train_unet(&cfg, &arch, &encoded, &tokenizer, &device)?;
+        println!(
+            "unet: loss {:.4} -> {:.4} in {:.0} s",
+            report.first_loss, report.last_loss, report.seconds
+        );
+        (unet, text)
+    };
     embedded::export(
         &arch,
         &TrainedParts {
@@ -178,6 +186,22 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         started.elapsed().as_secs_f64() / 60.0
     );
     Ok(())
+}
+
+/// Builds a module's variables with `build`, then fills them from a checkpoint.
+fn load_checkpoint(
+    path: &Path,
+    build: impl FnOnce(VarBuilder) -> candle_core::Result<()>,
+) -> Result<VarMap> {
+    let mut map = VarMap::new();
+    build(VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu))?;
+    map.load(path).with_context(|| {
+        format!(
+            "no usable checkpoint at {}; train that stage first",
+            path.display()
+        )
+    })?;
+    Ok(map)
 }
 
 /// `interconcept eval`.
@@ -239,11 +263,7 @@ pub fn evaluate(
         let seed_list: Vec<u64> = (0..seeds as u64).collect();
         let (cond, _) = model.encode_prompts(&[prompt.as_str()])?;
         let cond = cond.repeat((seeds, 1, 1))?;
-        let initial = seed_list
-            .iter()
-            .map(|&s| pipeline::initial_noise(model, s, params))
-            .collect::<Result<Vec<_>, _>>()?;
-        let initial = Tensor::cat(&initial, 0)?;
+        let initial = pipeline::initial_noise_batch(model, &seed_list, params)?;
         let pictures =
             pipeline::generate(model, &cond, &initial, &seed_list, params, &mut |_| true)?;
         let labels = meter.classify(&pictures_to_tensor(&pictures, &model.device)?)?;

@@ -187,7 +187,7 @@ fn progress_bar(len: usize, done: usize, what: &str) -> indicatif::ProgressBar {
 
 /// Logs a line every 50 steps when no progress bar is drawn.
 fn log_progress(stage: &str, step: usize, loss: f32) {
-    if (step + 1) % 50 == 0 {
+    if (step + 1).is_multiple_of(50) {
         tracing::info!(stage, step = step + 1, loss, "training");
     }
 }

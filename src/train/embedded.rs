@@ -185,11 +185,12 @@ fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<Vec<f64>>) -> Option<Vec<Vec<f64>>> {
         for row in 0..n {
             if row != col {
                 let f = a[row][col] / a[col][col];
-                for k in 0..n {
-                    a[row][k] -= f * a[col][k];
+                let (pivot_a, pivot_b) = (a[col].clone(), b[col].clone());
+                for (x, p) in a[row].iter_mut().zip(&pivot_a) {
+                    *x -= f * p;
                 }
-                for k in 0..b[row].len() {
-                    b[row][k] -= f * b[col][k];
+                for (x, p) in b[row].iter_mut().zip(&pivot_b) {
+                    *x -= f * p;
                 }
             }
         }

@@ -37,6 +37,9 @@ pub struct MeterTrainConfig {
     pub learning_rate: f64,
     /// AdamW weight decay.
     pub weight_decay: f64,
+    /// Probability that a training image is augmented (dimmed and shifted); the others are
+    /// seen as they are.
+    pub augment_probability: f64,
     /// Lower end of the random intensity scale (the upper end is 1.0).
     pub min_intensity: f32,
     /// Largest random shift in pixels, in each direction.
@@ -59,6 +62,7 @@ impl Default for MeterTrainConfig {
             batch_size: 64,
             learning_rate: 2e-3,
             weight_decay: 1e-4,
+            augment_probability: 0.5,
             min_intensity: 0.6,
             max_shift: 2,
             seed: 20_251_112,
@@ -154,6 +158,11 @@ pub fn fit_meter(
 ) -> anyhow::Result<FittedMeter> {
     anyhow::ensure!(!train.is_empty(), "no training images");
     anyhow::ensure!(cfg.batch_size > 0, "batch size must be positive");
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&cfg.min_intensity),
+        "min_intensity {} is not in [0, 1]",
+        cfg.min_intensity
+    );
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed);
 
     // Build the network on variables initialised from our own seeded generator: candle's CPU
@@ -242,8 +251,8 @@ fn seeded_varmap(
     Ok(varmap)
 }
 
-/// Grey images `[B, 1, 28, 28]` in [0, 1] with a random intensity scale and a random shift
-/// (background fills in), and their labels `[B]`.
+/// Grey images `[B, 1, 28, 28]` in [0, 1], some with a random intensity scale and a random
+/// shift (background fills in), and their labels `[B]`.
 fn augmented_batch(
     data: &FashionMnist,
     indices: &[usize],
@@ -261,9 +270,16 @@ fn augmented_batch(
     {
         let image = data.image(index).context("image index out of range")?;
         labels.push(data.label(index).context("label index out of range")? as u32);
-        let scale = rng.random_range(cfg.min_intensity..=1.0) / 255.0;
-        let dy = rng.random_range(-max_shift..=max_shift);
-        let dx = rng.random_range(-max_shift..=max_shift);
+        let (scale, dy, dx) = if rng.random::<f64>() < cfg.augment_probability {
+            (
+                rng.random_range(cfg.min_intensity..=1.0),
+                rng.random_range(-max_shift..=max_shift),
+                rng.random_range(-max_shift..=max_shift),
+            )
+        } else {
+            (1.0, 0, 0)
+        };
+        let scale = scale / 255.0;
         for y in 0..side {
             let source_y = y - dy;
             if !(0..side).contains(&source_y) {

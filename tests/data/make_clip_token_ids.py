@@ -59,6 +59,7 @@ PROMPTS = [
     "MiXeD CaSe wOrDs",
     "IT'S LOUD",
     "İstanbul",
+    "ΟΔΟΣ ΣΟΦΟΣ final sigma",
     "Straße STRASSE",
     "ǅ titlecase digraph",
     # Punctuation.
@@ -92,6 +93,7 @@ PROMPTS = [
     "tabs\tand\nnewlines\r\nhere",
     "non\u00a0breaking\u2003spaces",
     "zero\u200bwidth space",
+    "ws\u1680a\u2000b\u200ac\u202fd\u205fe\u3000f\x0cg\x85h\u2028i\u2029j\x1ck\x0bl",
     # Apostrophes and contractions.
     "it's a cat's hat",
     "they're we've I'm you'll he'd can't",
@@ -103,6 +105,8 @@ PROMPTS = [
     "&lt;tag&gt; &quot;quoted&quot; &#39;single&#39; &#x27;hex&#x27;",
     "fish &amp;amp; chips",
     "<b>bold</b> &amp; text",
+    "line one &amp;\nline <two> &amp;\nthree &amp;",
+    "P&EACUTE;REZ BUNDESSTRA&SZLIG;E &nTILDE; &#59; &#0; &#150;",
     "caf&eacute; &copy; &nbsp;&hellip;",
     # Hyphens and dashes.
     "well-known high-quality sci-fi",
@@ -113,9 +117,16 @@ PROMPTS = [
     "ＡＢＣ１２３ fullwidth",
     "mojibake cafÃ©",
     "control\x07char",
+    "\ufeffbyte order mark",
+    "esc \x1b[36;44mblue\x1b[0m",
+    "\uff80\uff70\uff9d halfwidth \uff8a\uff9d\uff78\uff9e\uff99 \uffe6 a\uff1cb",
     # The special tokens written out in the prompt.
     "a photo of <|endoftext|> something",
     "<|startoftext|>hello",
+    "<|EndOfText|> shouting",
+    "a&amp;<|endoftext|>b<i>",
+    "\x80<|EndOfText|> &amp; inside a symbol run",
+    "σ <|EndOfText|> &quot;",
     # Lengths around the limit of 75 tokens between BOS and EOS.
     " ".join(["a"] * 74),
     " ".join(["a"] * 75),
@@ -123,6 +134,11 @@ PROMPTS = [
     " ".join(["cat"] * 100),
     LONG,
     LONG + " " + LONG,
+    # Truncation in the middle of a multi-byte character.
+    "東京タワーの夜景と富士山" * 8,
+    "🐱🎩" * 30 + " cat",
+    "한국어" * 13,
+    "🦄" * 39,
 ]
 
 # SD 2.x pads with id 0 ("!"); a few prompts are checked in that mode too.
@@ -183,7 +199,10 @@ def main():
         "max_len": MAX_LEN,
         "cases": cases,
     }
-    OUT.write_text(json.dumps(out, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    # One case per line keeps the file readable and its diffs small.
+    head = json.dumps({k: v for k, v in out.items() if k != "cases"}, ensure_ascii=False, indent=1)
+    rows = ",\n  ".join(json.dumps(c, ensure_ascii=False) for c in cases)
+    OUT.write_text(f'{head[:-2]},\n "cases": [\n  {rows}\n ]\n}}\n', encoding="utf-8")
     differ = [c["prompt"] for c in cases if "fast_ids" in c]
     print(f"wrote {len(cases)} cases to {OUT}; slow and fast differ on {len(differ)}:")
     for p in differ:

@@ -129,3 +129,22 @@ fn a_saved_meter_loads_with_the_same_outputs() -> anyhow::Result<()> {
     assert!(message.unwrap_or_default().contains(CONFIG_FILE));
     Ok(())
 }
+
+#[test]
+fn im2col_convolution_matches_candle_conv2d() -> anyhow::Result<()> {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let conv = Conv3x3::new(5, 7, vb)?;
+    let bias = Tensor::rand(-1f32, 1f32, 7, &Device::Cpu)?;
+    let conv = Conv3x3 { bias, ..conv };
+    let xs = Tensor::rand(-1f32, 1f32, (2, 5, 9, 6), &Device::Cpu)?;
+    let ours = conv
+        .forward_nhwc(&xs.permute((0, 2, 3, 1))?)?
+        .permute((0, 3, 1, 2))?;
+    let theirs = xs
+        .conv2d(&conv.weight, 1, 1, 1, 1)?
+        .broadcast_add(&conv.bias.reshape((1, 7, 1, 1))?)?;
+    let difference = (ours - theirs)?.abs()?.max_all()?.to_scalar::<f32>()?;
+    assert!(difference < 1e-5, "{difference}");
+    Ok(())
+}

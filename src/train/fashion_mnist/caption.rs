@@ -179,7 +179,7 @@ mod tests {
 
     #[test]
     fn every_caption_is_well_formed() {
-        for class in 0..NUM_CLASSES {
+        for (class, (_, noun)) in CLASS_PHRASES.iter().enumerate() {
             for colour in Colour::ALL {
                 let text = caption(class, Some(colour));
                 let words: Vec<&str> = text.split(' ').collect();
@@ -188,10 +188,7 @@ mod tests {
                     "{text:?} has a double space"
                 );
                 assert!(text.contains(colour.name()), "{text:?} lacks its colour");
-                assert!(
-                    text.ends_with(CLASS_PHRASES[class].1),
-                    "{text:?} lacks its noun"
-                );
+                assert!(text.ends_with(noun), "{text:?} lacks its noun");
                 let expected = if class == 1 {
                     "a"
                 } else if colour == Colour::Orange {

@@ -66,7 +66,10 @@ fn runs_with_the_same_seed_agree() -> anyhow::Result<()> {
 #[test]
 fn augmentation_dims_and_shifts_but_keeps_labels() -> anyhow::Result<()> {
     let train = small_training_set(16)?;
-    let cfg = MeterTrainConfig::default();
+    let cfg = MeterTrainConfig {
+        augment_probability: 1.0,
+        ..MeterTrainConfig::default()
+    };
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
     let indices: Vec<usize> = (0..16).collect();
     let (grey, labels) = augmented_batch(&train, &indices, &cfg, &mut rng, &Device::Cpu)?;

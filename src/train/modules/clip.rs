@@ -115,7 +115,7 @@ impl TrainTextEncoder {
     /// `ClipTextTransformer::new(vb, config)` names them; pass `vb.pp("text_model")`.
     pub fn new(vb: VarBuilder, config: &ClipTextConfig) -> Result<Self> {
         let c = config;
-        if c.num_attention_heads == 0 || c.embed_dim % c.num_attention_heads != 0 {
+        if c.num_attention_heads == 0 || !c.embed_dim.is_multiple_of(c.num_attention_heads) {
             return Err(candle_core::Error::wrap(ModuleConfigError::Invalid {
                 module: "text_encoder",
                 reason: format!(
@@ -190,7 +190,8 @@ mod tests {
     use candle_transformers::models::clip::text_model::ClipTextTransformer;
 
     use super::super::test_support::{
-        assert_close, assert_trains, named_tensors, perturb_vectors, recording_builder,
+        assert_close, assert_gradient_matches_finite_difference, assert_trains, named_tensors,
+        perturb_vectors, recording_builder,
     };
     use super::*;
 
@@ -267,6 +268,20 @@ mod tests {
         let ids = random_ids(2, 16)?;
         let target = Tensor::randn(0f32, 1., (2, 16, 32), &dev)?;
         assert_trains(&varmap, 1e-2, || {
+            candle_nn::loss::mse(&ours.forward(&ids)?, &target)
+        })
+    }
+
+    #[test]
+    fn text_encoder_gradient_matches_finite_difference() -> Result<()> {
+        let dev = Device::Cpu;
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F64, &dev);
+        let ours = TrainTextEncoder::new(vb.pp("text_model"), &small_config())?;
+        perturb_vectors(&varmap)?;
+        let ids = random_ids(2, 16)?;
+        let target = Tensor::randn(0f64, 1., (2, 16, 32), &dev)?;
+        assert_gradient_matches_finite_difference(&varmap, || {
             candle_nn::loss::mse(&ours.forward(&ids)?, &target)
         })
     }

@@ -7,6 +7,10 @@
 //! that candle-transformers loads at inference) and compute the same function, but only with
 //! ops candle can differentiate. Each module's documentation lists the quirks of
 //! candle-transformers it reproduces.
+//!
+//! They compute in the dtype of their tensors and are meant for F32 training: unlike
+//! candle-transformers they do not upcast half-precision attention and norms to F32. Flash and
+//! sliced attention are not offered.
 
 mod attention;
 mod clip;

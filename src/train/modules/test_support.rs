@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-use candle_core::{DType, Device, Result, Shape, Tensor};
+use candle_core::{DType, Device, Result, Shape, Tensor, Var};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{AdamW, Init, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 
@@ -140,5 +140,58 @@ pub fn assert_trains(varmap: &VarMap, lr: f64, loss: impl Fn() -> Result<Tensor>
     }
     let last = loss()?.to_scalar::<f32>()?;
     assert!(last < first, "loss went from {first} to {last}");
+    Ok(())
+}
+
+/// Checks the backward pass against a central finite difference of `loss` along a random
+/// direction in the space of all variables of `varmap` (which should hold F64 variables, for
+/// precision).
+pub fn assert_gradient_matches_finite_difference(
+    varmap: &VarMap,
+    loss: impl Fn() -> Result<Tensor>,
+) -> Result<()> {
+    let vars: Vec<(String, Var)> = {
+        let data = varmap.data().lock().expect("varmap lock");
+        data.iter().map(|(n, v)| (n.clone(), v.clone())).collect()
+    };
+    let scalar = |t: &Tensor| t.to_dtype(DType::F64)?.to_scalar::<f64>();
+
+    // Analytic directional derivative.
+    let loss_0 = loss()?;
+    let grads = loss_0.backward()?;
+    let mut analytic = 0.;
+    let mut directions = Vec::with_capacity(vars.len());
+    for (name, var) in &vars {
+        let Some(grad) = grads.get(var.as_tensor()) else {
+            panic!("{name} got no gradient");
+        };
+        let direction = var.randn_like(0., 1.)?;
+        analytic += scalar(&(grad * &direction)?.sum_all()?)?;
+        directions.push(direction);
+    }
+
+    // Numerical one. The step is small because a random direction over all variables moves
+    // every weight at once; in F64 rounding stays far below the tolerance.
+    let step = 1e-6;
+    let originals = vars
+        .iter()
+        .map(|(_, var)| var.as_tensor().copy())
+        .collect::<Result<Vec<_>>>()?;
+    let loss_at = |h: f64| -> Result<f64> {
+        for (((_, var), orig), dir) in vars.iter().zip(&originals).zip(&directions) {
+            var.set(&(orig + (dir * h)?)?)?;
+        }
+        scalar(&loss()?)
+    };
+    let numerical = (loss_at(step)? - loss_at(-step)?) / (2. * step);
+    for ((_, var), orig) in vars.iter().zip(&originals) {
+        var.set(orig)?;
+    }
+
+    let error = (numerical - analytic).abs() / analytic.abs();
+    assert!(
+        error < 1e-4,
+        "directional derivative: backward {analytic}, finite difference {numerical}"
+    );
     Ok(())
 }

@@ -8,6 +8,10 @@
 //!   mid block resnets, every spatial transformer's group norm and `conv_norm_out`. So every
 //!   block's `out_channels` (and the concatenations feeding the up blocks) must be divisible
 //!   by 32, and by `norm_num_groups`.
+//! - A consequence: in a block with exactly 32 channels each group holds one channel, so
+//!   `norm2` removes the per-channel timestep embedding (and `conv1`'s bias) that the resnet
+//!   adds just before it. Such a level's resnets get no timestep information and those tensors
+//!   get no gradient; give every block at least 64 channels to condition every level.
 //! - `BlockConfig::attention_head_dim` is the number of heads (diffusers' legacy naming); each
 //!   head is `out_channels / attention_head_dim` wide.
 //! - Spatial transformer group norms use eps 1e-6 and layer norms 1e-5, whatever `norm_eps`.
@@ -230,7 +234,10 @@ impl TrainUNet {
         let emb = self.time_proj.forward(&timestep.to_dtype(xs.dtype())?)?;
         let emb = self.time_linear_1.forward(&emb)?.silu()?;
         let emb = self.time_linear_2.forward(&emb)?;
-        let context = encoder_hidden_states;
+        // A non-contiguous text embedding (a transposed view, say) would reach `Linear`'s
+        // batched matmul, which candle-core 0.11.1's CPU backend gets wrong for transposed
+        // inputs; candle-transformers makes it contiguous too.
+        let context = &encoder_hidden_states.contiguous()?;
 
         // Down path, keeping every skip connection.
         let xs = self.conv_in.forward(&xs)?;
@@ -249,11 +256,12 @@ impl TrainUNet {
         let mut upsample_size = None;
         for (i, block) in self.up_blocks.iter().enumerate() {
             let block_skips = skips.split_off(skips.len() - block.num_skips());
-            if i < n_blocks - 1 && forward_upsample_size {
-                if let Some(next_skip) = skips.last() {
-                    let (_, _, h, w) = next_skip.dims4()?;
-                    upsample_size = Some((h, w));
-                }
+            if i < n_blocks - 1
+                && forward_upsample_size
+                && let Some(next_skip) = skips.last()
+            {
+                let (_, _, h, w) = next_skip.dims4()?;
+                upsample_size = Some((h, w));
             }
             xs = block.forward(&xs, &block_skips, &emb, context, upsample_size)?;
         }
@@ -274,7 +282,7 @@ fn validate(cfg: &UNet2DConditionModelConfig) -> Result<()> {
     let Some(first) = cfg.blocks.first() else {
         return err("the config has no blocks".into());
     };
-    if first.out_channels % 2 != 0 {
+    if !first.out_channels.is_multiple_of(2) {
         return err(format!(
             "the first block has {} channels, the timestep embedding needs an even number",
             first.out_channels
@@ -288,7 +296,7 @@ fn validate(cfg: &UNet2DConditionModelConfig) -> Result<()> {
                 block.out_channels
             ));
         }
-        if cfg.use_linear_projection && block.out_channels % heads != 0 {
+        if cfg.use_linear_projection && !block.out_channels.is_multiple_of(heads) {
             return err(format!(
                 "block {i}: with use_linear_projection, {} channels must divide into {heads} heads",
                 block.out_channels

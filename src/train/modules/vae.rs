@@ -48,11 +48,16 @@ impl Module for AttentionBlock {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let residual = xs;
         let (batch, channels, height, width) = xs.dims4()?;
+        // Pixels as a sequence, [batch, h * w, channels], made contiguous: candle-core 0.11.1's
+        // CPU matmul folds a transposed lhs times a batch-broadcast rhs (which `Linear` builds
+        // for a non-contiguous 3-D input) into one wrong gemm when batch > 1. candle-transformers'
+        // `AttentionBlock` passes the transposed view, so its VAE is wrong for batches on CPU.
         let xs = self
             .group_norm
             .forward(xs)?
             .reshape((batch, channels, height * width))?
-            .transpose(1, 2)?;
+            .transpose(1, 2)?
+            .contiguous()?;
         let query = self.to_q.forward(&xs)?;
         let key = self.to_k.forward(&xs)?;
         let value = self.to_v.forward(&xs)?;

@@ -8,7 +8,8 @@ use candle_transformers::models::stable_diffusion::unet_2d::{
 
 use super::TrainUNet;
 use crate::train::modules::test_support::{
-    assert_close, assert_trains, named_tensors, perturb_vectors, recording_builder,
+    assert_close, assert_gradient_matches_finite_difference, assert_trains, named_tensors,
+    perturb_vectors, recording_builder,
 };
 
 fn block(out_channels: usize, use_cross_attn: Option<usize>, heads: usize) -> BlockConfig {
@@ -168,4 +169,55 @@ fn unet_trains() -> Result<()> {
     assert_trains(&varmap, 1e-3, || {
         candle_nn::loss::mse(&ours.forward(&xs, &timesteps, &context)?, &noise)
     })
+}
+
+#[test]
+fn unet_gradient_matches_finite_difference() -> Result<()> {
+    // F64 for precision; three levels so that both resamplers and the linear projections,
+    // per-sample timesteps and the up blocks' skip concatenation are on the path.
+    let dev = Device::Cpu;
+    let cfg = UNet2DConditionModelConfig {
+        downsample_padding: 1,
+        ..three_level_config()
+    };
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F64, &dev);
+    let ours = TrainUNet::new(vb, 4, 4, &cfg)?;
+    perturb_vectors(&varmap)?;
+    let xs = Tensor::randn(0f64, 1., (2, 4, 8, 8), &dev)?;
+    let timesteps = Tensor::new(&[25f32, 700.], &dev)?;
+    let context = Tensor::randn(0f64, 1., (2, 5, 24), &dev)?;
+    let noise = Tensor::randn(0f64, 1., (2, 4, 8, 8), &dev)?;
+    assert_gradient_matches_finite_difference(&varmap, || {
+        candle_nn::loss::mse(&ours.forward(&xs, &timesteps, &context)?, &noise)
+    })
+}
+
+#[test]
+fn unet_time_embedding_vanishes_in_32_channel_blocks() -> Result<()> {
+    // With one channel per group, norm2 cancels the timestep embedding added per channel:
+    // the 32-channel level's projection gets no gradient, the 64-channel level's does.
+    let dev = Device::Cpu;
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+    let ours = TrainUNet::new(vb, 4, 4, &two_level_config())?;
+    let xs = Tensor::randn(0f32, 1., (2, 4, 8, 8), &dev)?;
+    let timesteps = Tensor::new(&[25f32, 700.], &dev)?;
+    let context = Tensor::randn(0f32, 1., (2, 7, 32), &dev)?;
+    let loss = ours.forward(&xs, &timesteps, &context)?.sqr()?.mean_all()?;
+    let grads = loss.backward()?;
+    let tensors = named_tensors(&varmap);
+    let grad_norm = |name: &str| -> Result<f32> {
+        let grad = grads
+            .get(&tensors[name])
+            .expect("every tensor has a gradient");
+        grad.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()
+    };
+    let at_32 = grad_norm("down_blocks.0.resnets.0.time_emb_proj.weight")?;
+    let at_64 = grad_norm("down_blocks.1.resnets.0.time_emb_proj.weight")?;
+    assert!(
+        at_32 < 1e-4 * at_64,
+        "32 channels: {at_32}, 64 channels: {at_64}"
+    );
+    Ok(())
 }
