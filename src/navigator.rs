@@ -199,14 +199,14 @@ fn at_point(template: &Recipe, point: ConceptPoint) -> Recipe {
         }
         point => {
             recipe.prompt = point.anchor_prompt().to_string();
-            recipe.point = Some(point);
+            recipe.point = Some(Box::new(point));
         }
     }
     recipe
 }
 
 fn check_span(what: &str, x: f64) -> Result<()> {
-    if !x.is_finite() || x < 0.0 || x > 1e6 {
+    if !(0.0..=1e6).contains(&x) {
         bail!("{what} must be a number between 0 and 1e6, got {x}");
     }
     Ok(())
@@ -231,12 +231,12 @@ pub fn plane_layout(template: &Recipe, spec: &PlaneSpec) -> Result<Layout> {
                     },
                 ),
                 PlaneKind::Noise { directions_seed } => Recipe {
-                    noise: Some(NoisePoint::Plane {
+                    noise: Some(Box::new(NoisePoint::Plane {
                         centre_seed: template.seed,
                         directions_seed: *directions_seed,
                         u,
                         v,
-                    }),
+                    })),
                     ..at_point(template, spec.centre.clone())
                 },
             };

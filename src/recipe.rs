@@ -33,12 +33,13 @@ pub struct Recipe {
     /// The prompt (empty: unconditional). When `point` is set the point decides the
     /// conditioning and this holds the prompt it is anchored at, for people to read.
     pub prompt: String,
-    /// Where in concept space the picture was made; `None` is the prompt's own point.
+    /// Where in concept space the picture was made; `None` is the prompt's own point. (Boxed,
+    /// like `noise`, to keep recipes small where they travel in events.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub point: Option<ConceptPoint>,
+    pub point: Option<Box<ConceptPoint>>,
     /// Where in initial-noise space the picture started; `None` is the noise of `seed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub noise: Option<NoisePoint>,
+    pub noise: Option<Box<NoisePoint>>,
     /// Seed of the initial noise and of any per-step noise.
     pub seed: u64,
     /// Steps, guidance, sampler and size.

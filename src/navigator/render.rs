@@ -102,7 +102,12 @@ pub fn render_item(
         Some(point) => resolver.resolve(model, point)?,
         None => resolver.prompt(model, &recipe.prompt)?,
     };
-    let initial = resolve_noise(model, recipe.noise.as_ref(), recipe.seed, &recipe.sampling)?;
+    let initial = resolve_noise(
+        model,
+        recipe.noise.as_deref(),
+        recipe.seed,
+        &recipe.sampling,
+    )?;
     Ok(RenderItem {
         conditioning,
         initial,

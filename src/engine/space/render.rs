@@ -1,9 +1,10 @@
 //! Batched grids: many points of concept space through the denoising loop, a batch at a time.
 //!
-//! A 9x9 plane is 81 pictures; made one by one it costs 81 UNet passes per step, in batches of
-//! 64 it costs two. Each picture's initial and per-step noise come from its own seed (see
-//! [`pipeline`]), so a picture made in a batch equals the picture made alone, and a tile of a
-//! grid replays from its recipe.
+//! A 9x9 plane is 81 pictures. They go to the pipeline in batches, which encodes, denoises and
+//! decodes each batch together and runs the UNet on a fixed number of images per call (see
+//! `pipeline::denoise`), so a picture made in a batch equals, byte for byte, the picture made
+//! alone, and a tile of a grid replays from its recipe. Each picture's initial and per-step
+//! noise come from its own seed.
 
 use candle_core::Tensor;
 
@@ -31,13 +32,18 @@ pub struct RenderItem {
 }
 
 /// A batch size for a model and picture size: as many pictures as a fixed budget of UNet
-/// weights times latent cells allows, between 1 and [`MAX_BATCH`] (64 for the embedded model).
+/// weights times latent cells allows, up to [`MAX_BATCH`] (64 for the embedded model), in whole
+/// multiples of the model's images per UNet call.
 pub fn default_batch_size(model: &DiffusionModel, params: &SamplingParams) -> usize {
     let weights = model.store(Component::Unet).num_values().max(1) as f64;
     let (h, w) = pipeline::latent_size(model, params);
     let cells = (h * w).max(1) as f64;
-    let fits = (BATCH_BUDGET / (weights * cells)).floor();
-    (fits as usize).clamp(1, MAX_BATCH)
+    let fits = ((BATCH_BUDGET / (weights * cells)).floor() as usize).clamp(1, MAX_BATCH);
+
+    // Whole UNet calls: the pipeline runs the UNet on exactly `unet_batch` images at a time
+    // and pads the last call, so any other size wastes work.
+    let per_call = model.unet_batch.max(1);
+    (fits / per_call).max(1) * per_call
 }
 
 /// Renders items in batches of `batch_size`, in order.
