@@ -16,10 +16,11 @@ use clap::Args;
 use crate::cli::{SamplingArgs, check_output};
 use crate::engine::model::DiffusionModel;
 use crate::engine::pipeline;
-use crate::engine::space::{ConceptPoint, PlaneDirections, Resolver, default_batch_size};
+use crate::engine::space::{ConceptPoint, Plane, PlaneDirections, Resolver, default_batch_size};
 use crate::mosaic::{LabelPlace, Mosaic, MosaicStyle, MosaicTile};
 use crate::navigator::{
-    self, Layout, LineSpec, PlaneKind, PlaneSpec, SampleSpec, TileCache, render_recipes,
+    self, Layout, LineSpec, PlaneKind, PlaneSpec, SampleSpec, TileCache, describe, format_value,
+    render_recipes,
 };
 use crate::recipe::Recipe;
 use crate::train::fashion_mnist::{Colour, NUM_CLASSES, caption};
@@ -327,7 +328,17 @@ pub fn plane(model_dir: &Path, args: &PlaneArgs) -> Result<()> {
     spec.validate()?;
     let noise_seed = args.noise_seed.unwrap_or(args.seed);
     let (model, template) = prepare(model_dir, &args.sampling, noise_seed)?;
-    let layout = navigator::plane_layout(&template, &spec)?;
+    let mut layout = navigator::plane_layout(&template, &spec)?;
+
+    // Say where the second prompt lies: the plane passes through it, off the u axis.
+    if let PlaneKind::Concept(PlaneDirections::Toward { a, b }) = &spec.kind {
+        let mut resolver = Resolver::new();
+        let centre = resolver.resolve(&model, &spec.centre)?;
+        let (a, b_point) = (resolver.resolve(&model, a)?, resolver.resolve(&model, b)?);
+        let (u, v) = Plane::toward(&centre, &a, &b_point)?.coordinates_of(&b_point)?;
+        let (u, v) = (format_value(u), format_value(v));
+        layout.title += &format!("; {} at ({u}, {v})", describe(b));
+    }
     write_layout(&model, layout, &args.mosaic)
 }
 
