@@ -17,7 +17,7 @@ use crate::cli::{SamplingArgs, check_output};
 use crate::engine::model::DiffusionModel;
 use crate::engine::pipeline;
 use crate::engine::space::{ConceptPoint, Plane, PlaneDirections, Resolver, default_batch_size};
-use crate::mosaic::{LabelPlace, Mosaic, MosaicStyle, MosaicTile};
+use crate::mosaic::{self, LabelPlace, Mosaic, MosaicStyle, MosaicTile};
 use crate::navigator::{
     self, Layout, LineSpec, PlaneKind, PlaneSpec, SampleSpec, TileCache, describe, format_value,
     render_recipes,
@@ -225,6 +225,20 @@ fn prepare(
 fn write_layout(model: &DiffusionModel, layout: Layout, args: &MosaicArgs) -> Result<()> {
     let started = Instant::now();
     let recipes: Vec<Recipe> = layout.tiles.iter().map(|t| t.recipe.clone()).collect();
+    let style = MosaicStyle {
+        gap: args.gap,
+        zoom: args.zoom,
+        labels: args.labels,
+    };
+    let sampling = &recipes[0].sampling;
+    let rows = recipes.len().div_ceil(layout.columns.max(1));
+    mosaic::check_size(
+        layout.columns,
+        rows,
+        sampling.width,
+        sampling.height,
+        &style,
+    )?;
     let batch = args
         .batch
         .unwrap_or_else(|| default_batch_size(model, &recipes[0].sampling));
@@ -273,11 +287,7 @@ fn write_layout(model: &DiffusionModel, layout: Layout, args: &MosaicArgs) -> Re
         row_labels: layout.row_labels,
         corner_label: layout.corner_label,
         tiles,
-        style: MosaicStyle {
-            gap: args.gap,
-            zoom: args.zoom,
-            labels: args.labels,
-        },
+        style,
     };
     let record = mosaic.write(&args.out)?;
     if let Some(dir) = &args.tile_recipes {

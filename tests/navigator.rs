@@ -14,8 +14,10 @@ use interconcept::mosaic::{MosaicRecord, tile_pixels};
 use interconcept::navigator::{TileCache, render_recipe, render_recipes};
 use interconcept::recipe::{self, Recipe};
 
+/// Runs the program with logging muted to errors, so stderr holds only what it reports.
 fn run(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_interconcept"))
+        .env("RUST_LOG", "error")
         .args(args)
         .output()
         .expect("the binary runs")
@@ -419,6 +421,10 @@ fn bad_input_is_one_line_of_error() {
         ),
         (vec!["sample", "--count", "0", "--out", out], "--count"),
         (vec!["sample", "--zoom", "0", "--out", out], "--zoom"),
+        (
+            vec!["plane", "--grid", "64", "--zoom", "16", "--out", out],
+            "pixels",
+        ),
         (
             vec!["sample", "--out", "/nonexistent/dir/x.png"],
             "does not exist",
