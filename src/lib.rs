@@ -3,12 +3,15 @@
 //! The crate is split the way the program is: `engine` runs diffusion models and knows no GUI,
 //! `train` makes the embedded model, `worker` owns the engine on a background thread, `gui` draws
 //! and talks to the worker, `cli` runs the same engine headless, `recipe` makes every picture
-//! reproducible.
+//! reproducible, `navigator` lays out grids across concept space and `mosaic` draws them.
 
 pub mod bench;
 pub mod cli;
+pub mod cli_navigator;
 pub mod engine;
 pub mod gui;
+pub mod mosaic;
+pub mod navigator;
 pub mod recipe;
 pub mod train;
 pub mod worker;
