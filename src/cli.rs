@@ -9,10 +9,13 @@ use anyhow::{Context, Result, bail};
 use candle_core::Device;
 use clap::{Args, Parser, Subcommand};
 
+use crate::cli_navigator::{LineArgs, PlaneArgs, SampleArgs};
 use crate::engine::model::{DiffusionModel, embedded_model_dir};
 use crate::engine::pipeline::{self, Picture, SamplingParams};
 use crate::engine::scheduler::SamplerKind;
-use crate::recipe::{self, RECIPE_VERSION, Recipe};
+use crate::mosaic::MosaicRecord;
+use crate::navigator;
+use crate::recipe::{self, Recipe};
 
 /// Explore what a text-to-image diffusion model can imagine.
 #[derive(Debug, Parser)]
@@ -34,6 +37,12 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Make a picture again from a recipe (JSON file, or a PNG made by the program).
     Replay(ReplayArgs),
+    /// A grid of pictures on a plane through a prompt's point (or through its initial noise).
+    Plane(PlaneArgs),
+    /// Pictures along the line between two prompts' points, and beyond its ends.
+    Line(LineArgs),
+    /// Pictures at random points of interconcept space.
+    Sample(SampleArgs),
     /// Train the embedded model and the concept meter from Fashion-MNIST.
     Train(crate::train::cli::TrainArgs),
     /// Measure how well the model draws each class, with the concept meter.
@@ -118,11 +127,14 @@ pub struct GenerateArgs {
 /// `interconcept replay`.
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
-    /// A recipe JSON file, or a PNG with a recipe inside.
+    /// A recipe JSON file, or a PNG with a recipe inside (a picture or a mosaic).
     pub recipe: PathBuf,
     /// Output PNG.
     #[arg(long)]
     pub out: PathBuf,
+    /// The tile of a mosaic to make again: ROW,COLUMN (from 0) or its index.
+    #[arg(long)]
+    pub tile: Option<String>,
 }
 
 /// `interconcept tokenize`.
@@ -144,6 +156,9 @@ pub fn run(cli: Cli) -> Result<()> {
         None => crate::gui::run_gui(model_dir),
         Some(Command::Generate(args)) => generate(&model_dir, &args),
         Some(Command::Replay(args)) => replay(&model_dir, &args),
+        Some(Command::Plane(args)) => crate::cli_navigator::plane(&model_dir, &args),
+        Some(Command::Line(args)) => crate::cli_navigator::line(&model_dir, &args),
+        Some(Command::Sample(args)) => crate::cli_navigator::sample(&model_dir, &args),
         Some(Command::Train(args)) => crate::train::cli::train(&args),
         Some(Command::Eval(args)) => crate::train::cli::eval(&model_dir, &args),
         Some(Command::Bench(args)) => crate::bench::run(&model_dir, &args),
@@ -170,7 +185,7 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 /// Checks that the output can be written before any expensive work.
-pub fn check_output(path: &std::path::Path) -> Result<()> {
+pub(crate) fn check_output(path: &std::path::Path) -> Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => std::path::Path::new("."),
@@ -193,23 +208,7 @@ pub fn check_output(path: &std::path::Path) -> Result<()> {
 pub fn render(model: &mut DiffusionModel, recipe: &mut Recipe) -> Result<Picture> {
     pipeline::validate(model, &recipe.sampling)?;
     crate::engine::surgery::apply_edits(model, &recipe.edits)?;
-    let (conditioning, cut) = model.encode_prompts(&[recipe.prompt.as_str()])?;
-    if let Some(Some(cut)) = cut.first() {
-        eprintln!(
-            "warning: prompt truncated to {} tokens; dropped: {cut}",
-            model.tokenizer.max_len()
-        );
-    }
-    let initial = pipeline::initial_noise(model, recipe.seed, &recipe.sampling)?;
-    let mut pictures = pipeline::generate(
-        model,
-        &conditioning,
-        &initial,
-        &[recipe.seed],
-        &recipe.sampling,
-        &mut |_| true,
-    )?;
-    let picture = pictures.pop().context("no picture came out")?;
+    let picture = navigator::render_recipe(model, recipe)?;
     recipe.non_finite = picture.non_finite;
     Ok(picture)
 }
@@ -235,14 +234,13 @@ fn generate(model_dir: &std::path::Path, args: &GenerateArgs) -> Result<()> {
     let edits = args.edits.edits()?;
     let mut model = DiffusionModel::load(model_dir, &Device::Cpu)?;
     let mut recipe = Recipe {
-        version: RECIPE_VERSION,
-        program_version: env!("CARGO_PKG_VERSION").to_string(),
-        model: model.id.clone(),
-        prompt: args.prompt.clone(),
-        seed: args.seed,
-        sampling: args.sampling.params(&model),
-        non_finite: false,
         edits,
+        ..Recipe::for_prompt(
+            model.id.clone(),
+            args.prompt.clone(),
+            args.seed,
+            args.sampling.params(&model),
+        )
     };
     make_picture(&mut model, &mut recipe, &args.out)?;
     if args.recipe_json {
@@ -265,6 +263,19 @@ fn replay(model_dir: &std::path::Path, args: &ReplayArgs) -> Result<()> {
     } else {
         std::fs::read_to_string(&args.recipe)
             .with_context(|| format!("cannot read {}", args.recipe.display()))?
+    };
+    let json = match (&args.tile, MosaicRecord::is_mosaic_json(&json)) {
+        (Some(which), true) => {
+            let record = MosaicRecord::from_json(&json)
+                .with_context(|| format!("in {}", args.recipe.display()))?;
+            record.tile(which)?.recipe.to_json()
+        }
+        (None, true) => bail!(
+            "{} is a mosaic; choose a tile with --tile ROW,COLUMN",
+            args.recipe.display()
+        ),
+        (Some(_), false) => bail!("{} is not a mosaic; drop --tile", args.recipe.display()),
+        (None, false) => json,
     };
     let mut recipe =
         Recipe::from_json(&json).with_context(|| format!("in {}", args.recipe.display()))?;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::model::ModelId;
 use crate::engine::pipeline::{Picture, SamplingParams};
+use crate::engine::space::{ConceptPoint, NoisePoint};
 use crate::engine::surgery::WeightEdit;
 
 /// The schema version this build writes and reads.
@@ -30,8 +31,16 @@ pub struct Recipe {
     pub program_version: String,
     /// The model, by name and weight hash.
     pub model: ModelId,
-    /// The prompt (empty: unconditional).
+    /// The prompt (empty: unconditional). When `point` is set the point decides the
+    /// conditioning and this holds the prompt it is anchored at, for people to read.
     pub prompt: String,
+    /// Where in concept space the picture was made; `None` is the prompt's own point. (Boxed,
+    /// like `noise`, to keep recipes small where they travel in events.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point: Option<Box<ConceptPoint>>,
+    /// Where in initial-noise space the picture started; `None` is the noise of `seed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise: Option<Box<NoisePoint>>,
     /// Seed of the initial noise and of any per-step noise.
     pub seed: u64,
     /// Steps, guidance, sampler and size.
@@ -47,6 +56,27 @@ pub struct Recipe {
 }
 
 impl Recipe {
+    /// A recipe for a prompt's own point, with the running program's version.
+    pub fn for_prompt(
+        model: ModelId,
+        prompt: impl Into<String>,
+        seed: u64,
+        sampling: SamplingParams,
+    ) -> Self {
+        Self {
+            version: RECIPE_VERSION,
+            program_version: env!("CARGO_PKG_VERSION").to_string(),
+            model,
+            prompt: prompt.into(),
+            point: None,
+            noise: None,
+            seed,
+            sampling,
+            non_finite: false,
+            edits: Vec::new(),
+        }
+    }
+
     /// Parses a recipe, refusing versions this build does not know.
     pub fn from_json(text: &str) -> anyhow::Result<Self> {
         let value: serde_json::Value =
@@ -112,6 +142,38 @@ pub fn write_png_rgb(
         let _ = std::fs::remove_file(&tmp);
     }
     result.with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Reads a PNG's pixels as RGB8: `(width, height, rgb)`. Only 8-bit RGB and RGBA files (alpha
+/// dropped) are read, which covers every picture the program writes.
+pub fn read_png_rgb(path: &Path) -> anyhow::Result<(usize, usize, Vec<u8>)> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let decoder = png::Decoder::new(std::io::BufReader::new(file));
+    let mut reader = decoder
+        .read_info()
+        .with_context(|| format!("{} is not a PNG", path.display()))?;
+    let size = reader
+        .output_buffer_size()
+        .with_context(|| format!("{} is too large", path.display()))?;
+    let mut buf = vec![0; size];
+    let info = reader
+        .next_frame(&mut buf)
+        .with_context(|| format!("cannot decode {}", path.display()))?;
+    let (width, height) = (info.width as usize, info.height as usize);
+    buf.truncate(info.buffer_size());
+    let rgb = match (info.color_type, info.bit_depth) {
+        (png::ColorType::Rgb, png::BitDepth::Eight) => buf,
+        (png::ColorType::Rgba, png::BitDepth::Eight) => buf
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect(),
+        (colour, depth) => bail!(
+            "{} is {colour:?} at {depth:?}; only 8-bit RGB or RGBA is read",
+            path.display()
+        ),
+    };
+    Ok((width, height, rgb))
 }
 
 /// Reads the recipe JSON stored in a PNG made by the program.

@@ -16,7 +16,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use crate::engine::EngineError;
 use crate::engine::model::DiffusionModel;
 use crate::engine::pipeline::{self, Picture, SamplingParams};
-use crate::recipe::{RECIPE_VERSION, Recipe};
+use crate::recipe::Recipe;
 
 /// Identifies a job and every event it causes.
 pub type JobId = u64;
@@ -373,14 +373,13 @@ fn generate(
     };
     let picture = run()?;
     let recipe = Recipe {
-        version: RECIPE_VERSION,
-        program_version: env!("CARGO_PKG_VERSION").to_string(),
-        model: model.id.clone(),
-        prompt: job.prompt.clone(),
-        seed: job.seed,
-        sampling: job.params.clone(),
         non_finite: picture.non_finite,
-        edits: Vec::new(),
+        ..Recipe::for_prompt(
+            model.id.clone(),
+            job.prompt.clone(),
+            job.seed,
+            job.params.clone(),
+        )
     };
     send(Event::Finished {
         id,

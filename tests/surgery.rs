@@ -14,7 +14,7 @@ use interconcept::engine::scheduler::SamplerKind;
 use interconcept::engine::surgery::{
     WeightEdit, apply_edits, catalog, module_of, progressive_order,
 };
-use interconcept::recipe::{RECIPE_VERSION, Recipe};
+use interconcept::recipe::Recipe;
 use interconcept::train::cli::pictures_to_tensor;
 use interconcept::train::fashion_mnist::class_prompt;
 
@@ -23,21 +23,16 @@ fn embedded() -> DiffusionModel {
 }
 
 fn recipe(model: &DiffusionModel, prompt: &str, seed: u64, edits: Vec<WeightEdit>) -> Recipe {
+    let sampling = SamplingParams {
+        num_steps: 6,
+        guidance_scale: 3.0,
+        sampler: SamplerKind::Ddim,
+        width: model.default_size,
+        height: model.default_size,
+    };
     Recipe {
-        version: RECIPE_VERSION,
-        program_version: env!("CARGO_PKG_VERSION").to_string(),
-        model: model.id.clone(),
-        prompt: prompt.to_string(),
-        seed,
-        sampling: SamplingParams {
-            num_steps: 6,
-            guidance_scale: 3.0,
-            sampler: SamplerKind::Ddim,
-            width: model.default_size,
-            height: model.default_size,
-        },
-        non_finite: false,
         edits,
+        ..Recipe::for_prompt(model.id.clone(), prompt, seed, sampling)
     }
 }
 

@@ -9,6 +9,7 @@ pub mod noise;
 pub mod pipeline;
 pub mod preview;
 pub mod scheduler;
+pub mod space;
 pub mod surgery;
 pub mod tokenizer;
 pub mod weights;

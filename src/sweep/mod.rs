@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::cli::{SamplingArgs, check_output, render};
 use crate::engine::model::{Component, DiffusionModel};
 use crate::engine::surgery::{WeightEdit, apply_edits, catalog};
-use crate::recipe::{self, RECIPE_VERSION, Recipe};
+use crate::recipe::{self, Recipe};
 use crate::surgery_cli::parse_component;
 
 mod layout;
@@ -261,14 +261,13 @@ pub fn run(model_dir: &Path, args: &SweepArgs) -> Result<()> {
         bar.set_message(tile.label.clone());
         let path = out_dir.join(&tile.file);
         let mut recipe = Recipe {
-            version: RECIPE_VERSION,
-            program_version: env!("CARGO_PKG_VERSION").to_string(),
-            model: model.id.clone(),
-            prompt: args.prompt.clone(),
-            seed: args.seed,
-            sampling: sampling.clone(),
-            non_finite: false,
             edits: tile.edits.clone(),
+            ..Recipe::for_prompt(
+                model.id.clone(),
+                args.prompt.clone(),
+                args.seed,
+                sampling.clone(),
+            )
         };
         let rgb = match existing_tile(&path, &recipe) {
             Some(rgb) => rgb,

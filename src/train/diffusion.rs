@@ -289,8 +289,9 @@ fn encode_dataset(
     let pictures = some_pictures.context("the training set is empty")?;
     Ok((
         EncodedSet {
-            mean: Tensor::cat(&means, 0)?,
-            std: Tensor::cat(&stds, 0)?,
+            // One chunk's cat is a view of the encoder output; index_select needs contiguity.
+            mean: Tensor::cat(&means, 0)?.contiguous()?,
+            std: Tensor::cat(&stds, 0)?.contiguous()?,
             captions,
         },
         pictures,
