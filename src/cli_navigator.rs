@@ -50,7 +50,8 @@ pub struct MosaicArgs {
     pub batch: Option<usize>,
 }
 
-fn parse_label_place(name: &str) -> Result<LabelPlace, String> {
+/// Parses where tile labels go, for clap.
+pub(crate) fn parse_label_place(name: &str) -> Result<LabelPlace, String> {
     match name {
         "under" => Ok(LabelPlace::Under),
         "over" => Ok(LabelPlace::Over),

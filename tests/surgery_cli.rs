@@ -1,13 +1,14 @@
 //! The alien-minds command line on the embedded model: edits given as flags land in the
 //! recipe and `replay` makes the same file again, blown-up weights are recorded, bad module
-//! names are one-line errors, and a sweep resumes without remaking its tiles.
+//! names are one-line errors, and a sweep resumes without remaking its tiles and its mosaic
+//! replays any tile.
 
 use std::path::Path;
 use std::process::{Command, Output};
 
 use interconcept::engine::model::embedded_model_dir;
 use interconcept::engine::surgery::WeightEdit;
-use interconcept::recipe::{Recipe, read_png_json};
+use interconcept::recipe::{Recipe, read_png_json, read_png_rgb};
 
 fn interconcept(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_interconcept"))
@@ -157,7 +158,17 @@ fn a_sweep_writes_tiles_and_a_grid_and_resumes() {
     assert_eq!(recipe.edits.len(), 1);
     assert!(tiles.join("0000-original.png").is_file());
     assert!(tiles.join("sweep.json").is_file());
-    assert!(dir.path().join("sweep.png").is_file());
+
+    // The mosaic (two columns for three tiles) replays any tile, edits included.
+    ok(&interconcept(
+        dir.path(),
+        &["replay", "sweep.png", "--tile", "0,1", "--out", "tile.png"],
+    ));
+    assert_eq!(
+        read_png_rgb(&dir.path().join("tile.png")).unwrap(),
+        read_png_rgb(&tile).unwrap()
+    );
+    assert_eq!(recipe_of(&dir.path().join("tile.png")).edits, recipe.edits);
 
     // Rerun: nothing to make. Remove one tile: only that one is made again, identically.
     let before = std::fs::read(&tile).unwrap();

@@ -1,5 +1,4 @@
-//! The arithmetic of a sweep: the values it runs over, tile file names, and the grid that
-//! puts the tiles together.
+//! The small print of a sweep: the values it runs over, tile file names and tile labels.
 
 use anyhow::{Context, Result, bail};
 
@@ -48,32 +47,51 @@ pub fn file_safe(label: &str) -> String {
         .collect()
 }
 
-/// Lays equally sized RGB tiles out in rows of `columns`, with a 2-pixel white gap.
-pub fn grid(
-    tiles: &[Vec<u8>],
-    width: usize,
-    height: usize,
-    columns: usize,
-) -> (usize, usize, Vec<u8>) {
-    const GAP: usize = 2;
-    let rows = tiles.len().div_ceil(columns);
-    let (gw, gh) = (
-        columns * width + (columns + 1) * GAP,
-        rows * height + (rows + 1) * GAP,
-    );
-    let mut rgb = vec![255u8; gw * gh * 3];
-    for (i, tile) in tiles.iter().enumerate() {
-        let (x0, y0) = (
-            GAP + (i % columns) * (width + GAP),
-            GAP + (i / columns) * (height + GAP),
-        );
-        for y in 0..height {
-            let from = &tile[y * width * 3..(y + 1) * width * 3];
-            let at = ((y0 + y) * gw + x0) * 3;
-            rgb[at..at + width * 3].copy_from_slice(from);
+/// A module name short enough to label a small tile: `down_blocks.0.attentions.1.
+/// transformer_blocks.0.attn1.to_q` becomes `d0.a1.t0.attn1.to_q`. The full name stays in the
+/// tile's recipe and in `sweep.json`.
+pub fn short_module_label(name: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut parts = name.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let index = parts
+            .peek()
+            .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            .map(|p| p.to_string());
+        let short = match part {
+            "text_model" => continue,
+            "down_blocks" => "d",
+            "up_blocks" => "u",
+            "resnets" => "r",
+            "attentions" => "a",
+            "transformer_blocks" => "t",
+            "layers" => "L",
+            "downsamplers" => "down",
+            "upsamplers" => "up",
+            "mid_block" => "mid",
+            "time_embedding" => "time",
+            "embeddings" => "emb",
+            "encoder" => "enc",
+            "decoder" => "dec",
+            other => {
+                out.push(other.to_string());
+                continue;
+            }
+        };
+        match index {
+            // Samplers come one to a block: their index says nothing.
+            Some(i) if !matches!(short, "down" | "up") => {
+                parts.next();
+                out.push(format!("{short}{i}"));
+            }
+            Some(_) => {
+                parts.next();
+                out.push(short.to_string());
+            }
+            None => out.push(short.to_string()),
         }
     }
-    (gw, gh, rgb)
+    out.join(".")
 }
 
 #[cfg(test)]
@@ -92,16 +110,20 @@ mod tests {
     }
 
     #[test]
-    fn tiles_go_in_rows_with_gaps() {
-        let red = [255, 0, 0].repeat(4);
-        let (w, h, rgb) = grid(&[red.clone(), red.clone(), red], 2, 2, 2);
-        assert_eq!((w, h), (2 * 2 + 3 * 2, 2 * 2 + 3 * 2));
-        // The first pixel of the first tile sits after the gap.
-        let at = (2 * w + 2) * 3;
-        assert_eq!(&rgb[at..at + 3], &[255, 0, 0]);
-        // The fourth cell is empty.
-        let at = ((2 + 2 + 2) * w + 2 + 2 + 2) * 3;
-        assert_eq!(&rgb[at..at + 3], &[255, 255, 255]);
+    fn labels_are_short_and_file_names_safe() {
+        assert_eq!(
+            short_module_label("down_blocks.0.attentions.1.transformer_blocks.0.attn1.to_q"),
+            "d0.a1.t0.attn1.to_q"
+        );
+        assert_eq!(
+            short_module_label("up_blocks.2.upsamplers.0.conv"),
+            "u2.up.conv"
+        );
+        assert_eq!(short_module_label("conv_in"), "conv_in");
+        assert_eq!(
+            short_module_label("text_model.encoder.layers.11.mlp.fc1"),
+            "enc.L11.mlp.fc1"
+        );
         assert_eq!(file_safe("noise 2% (seed 1)"), "noise_2___seed_1_");
     }
 }

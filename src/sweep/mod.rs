@@ -5,7 +5,9 @@
 //! Every tile is a PNG with its recipe inside, in an output folder, named by its index and
 //! label; `sweep.json` there lists them. A sweep that is run again skips the tiles whose file
 //! already holds the same recipe, so an interrupted sweep of Stable Diffusion's 391 modules
-//! resumes where it stopped. The tiles are also put together into one grid picture.
+//! resumes where it stopped. The tiles are also put together into one labelled mosaic whose
+//! record holds every tile's recipe, so `interconcept replay sweep.png --tile ROW,COLUMN` makes
+//! any tile again.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -16,14 +18,17 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use crate::cli::{SamplingArgs, check_output, render};
+use crate::cli_navigator::parse_label_place;
 use crate::engine::model::{Component, DiffusionModel};
+use crate::engine::pipeline::Picture;
 use crate::engine::surgery::{WeightEdit, apply_edits, catalog};
+use crate::mosaic::{self, LabelPlace, Mosaic, MosaicStyle, MosaicTile};
 use crate::recipe::{self, Recipe};
 use crate::surgery_cli::parse_component;
 
 mod layout;
 
-pub use layout::{file_safe, grid, parse_values};
+pub use layout::{file_safe, parse_values, short_module_label};
 
 /// Which edit a sweep varies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -81,9 +86,19 @@ pub struct SweepArgs {
     /// Seed of the initial noise, the same in every tile.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// The grid of all tiles (PNG).
+    /// The mosaic of all tiles, labelled (PNG, with every tile's recipe inside).
     #[arg(long)]
     pub out: PathBuf,
+    /// Draw each picture pixel as ZOOM x ZOOM pixels (1 to 16); by default small pictures are
+    /// enlarged to about 128 pixels so that their labels fit.
+    #[arg(long)]
+    pub zoom: Option<usize>,
+    /// Pixels between tiles.
+    #[arg(long, default_value_t = 2)]
+    pub gap: usize,
+    /// Tile labels: under, over or none.
+    #[arg(long, default_value = "under", value_parser = parse_label_place)]
+    pub labels: LabelPlace,
     /// Folder of the tiles; `<out without .png>-tiles` when absent.
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
@@ -99,12 +114,15 @@ struct Tile {
     label: String,
     /// Its file name in the tile folder.
     file: String,
+    /// Its label in the mosaic, short enough for a small tile.
+    #[serde(skip)]
+    short: String,
     /// Its edits.
     #[serde(skip)]
     edits: Vec<WeightEdit>,
 }
 
-/// `sweep.json` and the grid's text chunk.
+/// `sweep.json`: the tiles in mosaic order (row by row), with their full labels.
 #[derive(Serialize)]
 struct Manifest<'a> {
     sweep: &'static str,
@@ -139,9 +157,9 @@ fn tiles(model: &DiffusionModel, args: &SweepArgs) -> Result<Vec<Tile>> {
     }
     let component = args.component;
     let catalog = catalog(model, component);
-    let mut labelled: Vec<(String, Vec<WeightEdit>)> = Vec::new();
+    let mut labelled: Vec<(String, String, Vec<WeightEdit>)> = Vec::new();
     if per_module {
-        labelled.push(("original".into(), Vec::new()));
+        labelled.push(("original".into(), "original".into(), Vec::new()));
         let modules = catalog
             .modules
             .iter()
@@ -161,7 +179,7 @@ fn tiles(model: &DiffusionModel, args: &SweepArgs) -> Result<Vec<Tile>> {
                 },
                 _ => WeightEdit::Knockout { component, module },
             };
-            labelled.push((m.name.clone(), vec![edit]));
+            labelled.push((m.name.clone(), short_module_label(&m.name), vec![edit]));
         }
     } else {
         let default_values = match args.edit {
@@ -196,22 +214,28 @@ fn tiles(model: &DiffusionModel, args: &SweepArgs) -> Result<Vec<Tile>> {
                 },
             };
             edit.validate()?;
-            labelled.push((edit.label(), vec![edit]));
+            let short = match args.edit {
+                SweepEdit::Progressive => format!("{value} out"),
+                SweepEdit::MixNoise => format!("{value}%"),
+                _ => format!("{}%", value * 100.0),
+            };
+            labelled.push((edit.label(), short, vec![edit]));
         }
     }
     Ok(labelled
         .into_iter()
         .enumerate()
-        .map(|(i, (label, edits))| Tile {
+        .map(|(i, (label, short, edits))| Tile {
             file: format!("{i:04}-{}.png", file_safe(&label)),
             label,
+            short,
             edits,
         })
         .collect())
 }
 
-/// The pixels of a tile made by an earlier run with the same recipe, if there is one.
-fn existing_tile(path: &Path, wanted: &Recipe) -> Option<Vec<u8>> {
+/// The picture of a tile made by an earlier run with the same recipe, if there is one.
+fn existing_tile(path: &Path, wanted: &Recipe) -> Option<Picture> {
     let json = recipe::read_png_json(path).ok()?;
     let found = Recipe::from_json(&json).ok()?;
     let same = found.model == wanted.model
@@ -222,10 +246,26 @@ fn existing_tile(path: &Path, wanted: &Recipe) -> Option<Vec<u8>> {
     if !same {
         return None;
     }
-    let image = image::open(path).ok()?.to_rgb8();
-    let (w, h) = image.dimensions();
-    (w as usize == wanted.sampling.width && h as usize == wanted.sampling.height)
-        .then(|| image.into_raw())
+    let (width, height, rgb) = recipe::read_png_rgb(path).ok()?;
+    (width == wanted.sampling.width && height == wanted.sampling.height).then_some(Picture {
+        width,
+        height,
+        rgb,
+        non_finite: found.non_finite,
+    })
+}
+
+/// The mosaic's look: a small picture is enlarged so that its label fits under it.
+fn style(args: &SweepArgs, side: usize) -> Result<MosaicStyle> {
+    let zoom = args.zoom.unwrap_or((128 / side.max(1)).clamp(1, 8));
+    if zoom == 0 || zoom > 16 {
+        bail!("--zoom must be between 1 and 16, got {zoom}");
+    }
+    Ok(MosaicStyle {
+        gap: args.gap,
+        zoom,
+        labels: args.labels,
+    })
 }
 
 /// Runs `interconcept sweep`.
@@ -244,6 +284,10 @@ pub fn run(model_dir: &Path, args: &SweepArgs) -> Result<()> {
     let sampling = args.sampling.params(&model);
     crate::engine::pipeline::validate(&model, &sampling)?;
     let tiles = tiles(&model, args)?;
+    let style = style(args, sampling.width.max(sampling.height))?;
+    let columns = (tiles.len() as f64).sqrt().ceil().max(1.0) as usize;
+    let rows = tiles.len().div_ceil(columns);
+    mosaic::check_size(columns, rows, sampling.width, sampling.height, &style)?;
 
     let bar = if std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new(tiles.len() as u64)
@@ -256,7 +300,7 @@ pub fn run(model_dir: &Path, args: &SweepArgs) -> Result<()> {
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let (mut pictures, mut made, mut broken) = (Vec::with_capacity(tiles.len()), 0, 0);
+    let (mut mosaic_tiles, mut made, mut broken) = (Vec::with_capacity(tiles.len()), 0, 0);
     for tile in &tiles {
         bar.set_message(tile.label.clone());
         let path = out_dir.join(&tile.file);
@@ -269,25 +313,28 @@ pub fn run(model_dir: &Path, args: &SweepArgs) -> Result<()> {
                 sampling.clone(),
             )
         };
-        let rgb = match existing_tile(&path, &recipe) {
-            Some(rgb) => rgb,
+        let picture = match existing_tile(&path, &recipe) {
+            Some(picture) => picture,
             None => {
                 let picture = render(&mut model, &mut recipe)?;
                 recipe::write_png(&path, &picture, &recipe.to_json())?;
                 made += 1;
-                broken += usize::from(picture.non_finite);
-                picture.rgb
+                picture
             }
         };
-        pictures.push(rgb);
+        recipe.non_finite = picture.non_finite;
+        broken += usize::from(picture.non_finite);
+        mosaic_tiles.push(MosaicTile {
+            picture,
+            label: tile.short.clone(),
+            recipe,
+        });
         bar.inc(1);
     }
     bar.finish_and_clear();
     apply_edits(&mut model, &[])?;
 
-    // TODO(#6): label each tile with its module name once the mosaic writer (src/mosaic.rs)
-    // lands; until then the labels are in sweep.json, in tile order, row by row.
-    let columns = (tiles.len() as f64).sqrt().ceil().max(1.0) as usize;
+    // The tile list with full names beside the tiles, then the labelled mosaic.
     let manifest = Manifest {
         sweep: edit_name(args.edit),
         prompt: &args.prompt,
@@ -297,12 +344,37 @@ pub fn run(model_dir: &Path, args: &SweepArgs) -> Result<()> {
     };
     let json = serde_json::to_string_pretty(&manifest).context("cannot describe the sweep")?;
     let manifest_path = out_dir.join("sweep.json");
-    std::fs::write(&manifest_path, json.clone() + "\n")
+    std::fs::write(&manifest_path, json + "\n")
         .with_context(|| format!("cannot write {}", manifest_path.display()))?;
-    let (gw, gh, rgb) = grid(&pictures, sampling.width, sampling.height, columns);
-    recipe::write_png_rgb(&args.out, gw, gh, &rgb, &json)?;
+    let title = match args.edit {
+        SweepEdit::Knockout | SweepEdit::Randomize | SweepEdit::Scale => format!(
+            "{} each {} module: \"{}\", seed {}",
+            edit_name(args.edit),
+            args.component.name(),
+            args.prompt,
+            args.seed
+        ),
+        _ => format!(
+            "{} ({} weights, edit seed {}): \"{}\", seed {}",
+            edit_name(args.edit),
+            args.component.name(),
+            args.edit_seed,
+            args.prompt,
+            args.seed
+        ),
+    };
+    let mosaic = Mosaic {
+        title,
+        columns,
+        column_labels: Vec::new(),
+        row_labels: Vec::new(),
+        corner_label: String::new(),
+        tiles: mosaic_tiles,
+        style,
+    };
+    mosaic.write(&args.out)?;
     println!(
-        "{} tiles ({made} made, {} already there{}) in {}; grid {}",
+        "{} tiles ({made} made, {} already there{}) in {}; mosaic {}",
         tiles.len(),
         tiles.len() - made,
         if broken > 0 {
