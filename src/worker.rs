@@ -105,8 +105,9 @@ pub enum Event {
         id: JobId,
         /// The picture.
         picture: Picture,
-        /// What makes it again.
-        recipe: Recipe,
+        /// What makes it again (boxed: recipes with weight edits are large, and most events
+        /// are small).
+        recipe: Box<Recipe>,
         /// Wall time of the job.
         elapsed_ms: u64,
     },
@@ -384,7 +385,7 @@ fn generate(
     send(Event::Finished {
         id,
         picture,
-        recipe,
+        recipe: Box::new(recipe),
         elapsed_ms: started.elapsed().as_millis() as u64,
     });
     Ok(())
