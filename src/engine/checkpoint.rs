@@ -64,6 +64,8 @@ fn candle_dtype(dtype: &str) -> Option<DType> {
         "F16" => DType::F16,
         "BF16" => DType::BF16,
         "I64" => DType::I64,
+        "I32" => DType::I32,
+        "I16" => DType::I16,
         "U32" => DType::U32,
         "U8" => DType::U8,
         _ => return None,

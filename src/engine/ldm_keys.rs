@@ -91,35 +91,52 @@ impl KeyMap {
     /// The diffusers name of a checkpoint tensor; `None` when no rule covers it (EMA weights,
     /// buffers, the parts of other components).
     pub fn to_diffusers(&self, name: &str) -> Option<String> {
-        translate(&self.rules, name, |r| (&r.checkpoint, &r.diffusers), false)
+        translate(&self.rules, name, forwards, false)
     }
 
     /// The checkpoint name of a diffusers tensor. A `q_proj`, `k_proj` or `v_proj` of an
     /// OpenCLIP layer comes from the fused `in_proj` tensor.
     pub fn to_checkpoint(&self, name: &str) -> Option<String> {
-        let fused = unfuse_name(name);
-        translate(
-            &self.rules,
-            fused.as_deref().unwrap_or(name),
-            |r| (&r.diffusers, &r.checkpoint),
-            true,
-        )
+        let fused = unfuse_name(name).filter(|fused| {
+            find_rule(&self.rules, fused, backwards)
+                .is_some_and(|r| r.inner.iter().any(|&(c, _)| c == "attn.in_proj_"))
+        });
+        translate(&self.rules, fused.as_deref().unwrap_or(name), backwards, true)
     }
+}
+
+/// A rule's prefixes, checkpoint first.
+fn forwards(r: &Rule) -> (&str, &str) {
+    (&r.checkpoint, &r.diffusers)
+}
+
+/// A rule's prefixes, diffusers first.
+fn backwards(r: &Rule) -> (&str, &str) {
+    (&r.diffusers, &r.checkpoint)
+}
+
+/// The rule with the longest prefix that `name` starts with; the first on a tie.
+fn find_rule<'a>(
+    rules: &'a [Rule],
+    name: &str,
+    sides: impl Fn(&Rule) -> (&str, &str),
+) -> Option<&'a Rule> {
+    // `max_by_key` keeps the last of equal keys, hence the reversal.
+    rules
+        .iter()
+        .rev()
+        .filter(|r| name.starts_with(sides(r).0))
+        .max_by_key(|r| sides(r).0.len())
 }
 
 /// Applies the longest matching prefix, then the first matching inner rename.
 fn translate(
     rules: &[Rule],
     name: &str,
-    sides: impl Fn(&Rule) -> (&String, &String),
+    sides: impl Fn(&Rule) -> (&str, &str),
     backwards: bool,
 ) -> Option<String> {
-    // On a tie the first rule wins (`max_by_key` keeps the last, hence the reversal).
-    let rule = rules
-        .iter()
-        .rev()
-        .filter(|r| name.starts_with(sides(r).0.as_str()))
-        .max_by_key(|r| sides(r).0.len())?;
+    let rule = find_rule(rules, name, &sides)?;
     let (from, to) = sides(rule);
     let rest = &name[from.len()..];
     let inner = rule.inner.iter().find_map(|&(ckpt, diff)| {

@@ -17,6 +17,7 @@ pub mod single_file;
 pub mod source;
 pub mod text_encoder;
 pub mod tokenizer;
+pub mod vae_tiling;
 pub mod variant;
 pub mod weights;
 

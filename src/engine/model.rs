@@ -20,6 +20,7 @@ use super::preview::LatentRgb;
 use super::scheduler::ScheduleConfig;
 use super::text_encoder::{TextEncoder, TextEncoderJson};
 use super::tokenizer::ClipTokenizer;
+use super::vae_tiling::Tiling;
 use super::variant::Variant;
 use super::weights::WeightStore;
 
@@ -104,6 +105,8 @@ pub struct DiffusionModel {
     pub conditioning_dim: usize,
     /// Projection of latents to RGB for previews.
     pub latent_rgb: LatentRgb,
+    /// Latents larger than one tile are decoded in tiles (see `vae_tiling`).
+    pub vae_tiling: Tiling,
     /// The editable weights of the text encoder, UNet and VAE.
     pub stores: Vec<(Component, WeightStore)>,
     /// Where tensors live.
@@ -238,6 +241,7 @@ impl DiffusionModel {
             size_multiple: 1 << (unet_json.block_out_channels.len() - 1),
             conditioning_dim: text_json.hidden_size,
             latent_rgb,
+            vae_tiling: Tiling::for_downscale(vae_json.downscale()),
             stores: vec![
                 (Component::TextEncoder, text_store),
                 (Component::Unet, unet_store),
