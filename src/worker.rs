@@ -380,6 +380,7 @@ fn generate(
         seed: job.seed,
         sampling: job.params.clone(),
         non_finite: picture.non_finite,
+        noise_hash: None,
     };
     send(Event::Finished {
         id,

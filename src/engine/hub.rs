@@ -59,6 +59,18 @@ impl Default for HubOptions {
     }
 }
 
+impl HubOptions {
+    /// The defaults, with downloads off when `HF_HUB_OFFLINE` is set (as the Python tools do).
+    pub fn from_env() -> Self {
+        let offline = std::env::var("HF_HUB_OFFLINE")
+            .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
+        Self {
+            allow_download: !offline,
+            ..Self::default()
+        }
+    }
+}
+
 /// The Hugging Face cache folder the environment names.
 pub fn hub_cache_dir() -> Option<PathBuf> {
     let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
@@ -166,7 +178,9 @@ pub fn resolve(repo: &str, options: &HubOptions) -> Result<PathBuf> {
         WEIGHT_STEMS.map(|s| format!("{s}.safetensors")).join(", "),
     );
     if !options.allow_download {
-        return Err(hub_error(format!("not in the Hugging Face cache ({looked_for})")));
+        return Err(hub_error(format!(
+            "not in the Hugging Face cache ({looked_for}), and downloads are off (HF_HUB_OFFLINE)"
+        )));
     }
     tracing::info!(repo, cache = %cache.display(), "downloading from the Hugging Face hub");
     download(repo, &cache, options).map_err(|e| match e {

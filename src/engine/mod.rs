@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod device;
 pub mod diffusers;
 pub mod error;
 pub mod hub;
@@ -10,6 +11,7 @@ pub mod ldm_keys;
 pub mod meter;
 pub mod model;
 pub mod noise;
+pub mod npy;
 pub mod pipeline;
 pub mod preview;
 pub mod scheduler;
