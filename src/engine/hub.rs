@@ -171,10 +171,10 @@ pub fn resolve(repo: &str, options: &HubOptions) -> Result<PathBuf> {
         Err(why) => why,
     };
     let looked_for = format!(
-        "looked in {} for refs/main and snapshots/<revision>/ with {}, {} and the weights {}: {not_cached}",
+        "looked in {} for refs/main and snapshots/<revision>/ holding {} and the weights {} \
+         (or their .fp16 variants): {not_cached}",
         cache.join(repo_folder_name(repo)).display(),
         REQUIRED_FILES.join(", "),
-        OPTIONAL_FILES.join(", "),
         WEIGHT_STEMS.map(|s| format!("{s}.safetensors")).join(", "),
     );
     if !options.allow_download {
