@@ -30,7 +30,10 @@ fn load_error(path: &Path) -> String {
 #[track_caller]
 fn assert_mentions(message: &str, parts: &[&str]) {
     for part in parts {
-        assert!(message.contains(part), "{message:?} does not mention {part:?}");
+        assert!(
+            message.contains(part),
+            "{message:?} does not mention {part:?}"
+        );
     }
 }
 
@@ -81,12 +84,20 @@ fn broken_safetensors_name_the_file_and_tensor() {
     let mut garbage = pristine.clone();
     garbage[8..40].fill(b'#');
     std::fs::write(&unet, &garbage).expect("write");
-    assert_mentions(&load_error(&model), &[UNET_FILE, "malformed safetensors header"]);
+    assert_mentions(
+        &load_error(&model),
+        &[UNET_FILE, "malformed safetensors header"],
+    );
 
     // Corrupt header: an entry whose byte range does not fit its shape.
     std::fs::write(&unet, &pristine).expect("write");
-    edit_header(&unet, |h| h["conv_in.weight"]["shape"] = json!([32, 4, 3, 4]));
-    assert_mentions(&load_error(&model), &[UNET_FILE, "conv_in.weight", "corrupt header"]);
+    edit_header(&unet, |h| {
+        h["conv_in.weight"]["shape"] = json!([32, 4, 3, 4])
+    });
+    assert_mentions(
+        &load_error(&model),
+        &[UNET_FILE, "conv_in.weight", "corrupt header"],
+    );
 
     // A missing tensor.
     std::fs::write(&unet, &pristine).expect("write");
@@ -104,7 +115,12 @@ fn broken_safetensors_name_the_file_and_tensor() {
     });
     assert_mentions(
         &load_error(&model),
-        &[UNET_FILE, "conv_in.weight", "[32, 8, 3, 3]", "expected [32, 4, 3, 3]"],
+        &[
+            UNET_FILE,
+            "conv_in.weight",
+            "[32, 8, 3, 3]",
+            "expected [32, 4, 3, 3]",
+        ],
     );
 }
 
@@ -117,20 +133,36 @@ fn broken_single_files_quote_the_names_in_the_file() {
         t.remove(ldm);
     });
     let err = load_error(&file);
-    assert_mentions(&err, &["down_blocks.0.resnets.0.conv1.weight", ldm, "sd15.safetensors"]);
+    assert_mentions(
+        &err,
+        &[
+            "down_blocks.0.resnets.0.conv1.weight",
+            ldm,
+            "sd15.safetensors",
+        ],
+    );
 
     let pristine = std::fs::read(&file).expect("read");
     std::fs::write(&file, &pristine[..pristine.len() / 2]).expect("write");
-    assert_mentions(&load_error(&file), &["sd15.safetensors", "truncated", "tensor "]);
+    assert_mentions(
+        &load_error(&file),
+        &["sd15.safetensors", "truncated", "tensor "],
+    );
 
     let not_sd = dir.path().join("lora.safetensors");
     fixtures::save(
-        &[("lora_unet_down.alpha".to_string(), Tensor::new(1f32, &Device::Cpu).expect("t"))]
-            .into_iter()
-            .collect(),
+        &[(
+            "lora_unet_down.alpha".to_string(),
+            Tensor::new(1f32, &Device::Cpu).expect("t"),
+        )]
+        .into_iter()
+        .collect(),
         &not_sd,
     );
-    assert_mentions(&load_error(&not_sd), &["lora.safetensors", "not a Stable Diffusion checkpoint"]);
+    assert_mentions(
+        &load_error(&not_sd),
+        &["lora.safetensors", "not a Stable Diffusion checkpoint"],
+    );
 }
 
 #[test]
@@ -145,12 +177,18 @@ fn unknown_architectures_name_the_config() {
 
     let unet = model.join("unet/config.json");
     edit_json(&unet, |v| v["_class_name"] = json!("SD3Transformer2DModel"));
-    assert_mentions(&load_error(&model), &["SD3Transformer2DModel", "unet/config.json"]);
+    assert_mentions(
+        &load_error(&model),
+        &["SD3Transformer2DModel", "unet/config.json"],
+    );
     edit_json(&unet, |v| v["_class_name"] = json!("UNet2DConditionModel"));
 
     let text = model.join("text_encoder/config.json");
     edit_json(&text, |v| v["architectures"] = json!(["T5EncoderModel"]));
-    assert_mentions(&load_error(&model), &["T5EncoderModel", "text_encoder/config.json"]);
+    assert_mentions(
+        &load_error(&model),
+        &["T5EncoderModel", "text_encoder/config.json"],
+    );
 }
 
 #[test]
@@ -173,7 +211,13 @@ fn sdxl_turbo_is_recognised_and_refused_with_what_is_missing() {
     let err = load_error(&model);
     assert_mentions(
         &err,
-        &["SDXL-Turbo", "not supported", "add_embedding", "text_time", "unet/config.json"],
+        &[
+            "SDXL-Turbo",
+            "not supported",
+            "add_embedding",
+            "text_time",
+            "unet/config.json",
+        ],
     );
 }
 
@@ -199,10 +243,11 @@ fn sd_turbo_is_read_from_its_scheduler_and_runs_in_one_step() {
     };
     let (cond, _) = model.encode_prompts(&["a cat"]).expect("encodes");
     let noise = interconcept::engine::pipeline::initial_noise(&model, 0, &params).expect("noise");
-    let pictures = interconcept::engine::pipeline::generate(
-        &model, &cond, &noise, &[0], &params, &mut |_| true,
-    )
-    .expect("one step");
+    let pictures =
+        interconcept::engine::pipeline::generate(&model, &cond, &noise, &[0], &params, &mut |_| {
+            true
+        })
+        .expect("one step");
     assert!(!pictures[0].non_finite);
 }
 
@@ -212,10 +257,20 @@ fn pickles_are_refused_unopened() {
     let ckpt = dir.path().join("v1-5-pruned-emaonly.ckpt");
     // Not even a valid pickle: it must not be read at all.
     std::fs::write(&ckpt, b"\x80\x04 would run code").expect("write");
-    assert_mentions(&load_error(&ckpt), &["pickled", "arbitrary code", "v1-5-pruned-emaonly.safetensors"]);
+    assert_mentions(
+        &load_error(&ckpt),
+        &[
+            "pickled",
+            "arbitrary code",
+            "v1-5-pruned-emaonly.safetensors",
+        ],
+    );
 
     let model = sd15(dir.path());
     let unet = model.join(UNET_FILE);
     std::fs::rename(&unet, model.join("unet/diffusion_pytorch_model.bin")).expect("rename");
-    assert_mentions(&load_error(&model), &["pickled", "diffusion_pytorch_model.bin"]);
+    assert_mentions(
+        &load_error(&model),
+        &["pickled", "diffusion_pytorch_model.bin"],
+    );
 }

@@ -14,12 +14,17 @@ use support::fixtures::{self, Family, Spec};
 use support::{load, picture};
 
 /// Every tensor of the diffusers model equals the single-file model's tensor of that name.
-fn assert_same_weights(a: &interconcept::engine::model::DiffusionModel, b: &interconcept::engine::model::DiffusionModel) {
+fn assert_same_weights(
+    a: &interconcept::engine::model::DiffusionModel,
+    b: &interconcept::engine::model::DiffusionModel,
+) {
     for component in Component::ALL {
         let (sa, sb) = (a.store(component), b.store(component));
         for name in sa.names().filter(|n| !n.ends_with("position_ids")) {
             let ta = sa.get(name).expect("listed");
-            let tb = sb.get(name).unwrap_or_else(|| panic!("{name} missing from the single file"));
+            let tb = sb
+                .get(name)
+                .unwrap_or_else(|| panic!("{name} missing from the single file"));
             assert_eq!(ta.dims(), tb.dims(), "{name}");
             let diff = support::max_abs_diff(&ta, &tb);
             assert_eq!(diff, 0.0, "{name} differs by {diff}");
@@ -85,9 +90,19 @@ fn a_sidecar_yaml_sets_the_prediction_of_a_2x_file() {
         "model:\n  params:\n    parameterization: \"eps\"\n",
     )
     .expect("yaml");
-    assert_eq!(load(&file).schedule.prediction_type, PredictionType::Epsilon);
-    std::fs::write(dir.path().join("base.yaml"), "    parameterization: \"v\"\n").expect("yaml");
-    assert_eq!(load(&file).schedule.prediction_type, PredictionType::VPrediction);
+    assert_eq!(
+        load(&file).schedule.prediction_type,
+        PredictionType::Epsilon
+    );
+    std::fs::write(
+        dir.path().join("base.yaml"),
+        "    parameterization: \"v\"\n",
+    )
+    .expect("yaml");
+    assert_eq!(
+        load(&file).schedule.prediction_type,
+        PredictionType::VPrediction
+    );
 }
 
 #[test]
@@ -98,8 +113,15 @@ fn f16_weights_load_as_f32() {
         ..Spec::sd15()
     };
     let folder = fixtures::write_diffusers(&dir.path().join("half"), &half);
-    assert!(folder.join("unet/diffusion_pytorch_model.fp16.safetensors").is_file());
-    let full = load(&fixtures::write_diffusers(&dir.path().join("full"), &Spec::sd15()));
+    assert!(
+        folder
+            .join("unet/diffusion_pytorch_model.fp16.safetensors")
+            .is_file()
+    );
+    let full = load(&fixtures::write_diffusers(
+        &dir.path().join("full"),
+        &Spec::sd15(),
+    ));
     let model = load(&folder);
     for component in Component::ALL {
         let (store, reference) = (model.store(component), full.store(component));
@@ -126,7 +148,11 @@ fn full_size_configs_ask_for_the_real_number_of_tensors() {
         let w = fixtures::weights(&spec, true);
         assert_eq!(w.unet.len(), 686, "{family:?} UNet");
         assert_eq!(w.vae.len(), 248, "{family:?} VAE");
-        assert_eq!(w.text_encoder.len(), text_tensors + 1, "{family:?} text encoder");
+        assert_eq!(
+            w.text_encoder.len(),
+            text_tensors + 1,
+            "{family:?} text encoder"
+        );
         let unet_map = interconcept::engine::ldm_keys::unet_map(&spec.unet_layout());
         let mut names = std::collections::BTreeSet::new();
         for name in w.unet.keys() {

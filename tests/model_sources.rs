@@ -18,7 +18,10 @@ const REPO: &str = "test-org/tiny-sd";
 /// Runs the program with a clean Hugging Face environment and logging muted to errors.
 fn interconcept(args: &[&str], env: &[(&str, &Path)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_interconcept"));
-    command.env("RUST_LOG", "error").env_remove("HF_HUB_CACHE").env_remove("HF_TOKEN");
+    command
+        .env("RUST_LOG", "error")
+        .env_remove("HF_HUB_CACHE")
+        .env_remove("HF_TOKEN");
     for (key, value) in env {
         command.env(key, value);
     }
@@ -84,14 +87,30 @@ fn a_hub_id_loads_from_the_cache() {
 
     let out = home.path().join("x.png");
     let output = interconcept(
-        &["--model", REPO, "generate", "--prompt", "a boot", "--width", "64", "--height", "64",
-          "--steps", "2", "--out", s(&out)],
+        &[
+            "--model",
+            REPO,
+            "generate",
+            "--prompt",
+            "a boot",
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--steps",
+            "2",
+            "--out",
+            s(&out),
+        ],
         &[("HF_HOME", home.path()), ("HF_HUB_OFFLINE", Path::new("1"))],
     );
     success(&output);
     let recipe = Recipe::from_json(&read_png_json(&out).expect("recipe")).expect("parses");
     assert_eq!(recipe.model.name, REPO);
-    assert_eq!(recipe.model.variant, Some(interconcept::engine::variant::Variant::Sd15));
+    assert_eq!(
+        recipe.model.variant,
+        Some(interconcept::engine::variant::Variant::Sd15)
+    );
 }
 
 #[test]
@@ -101,7 +120,10 @@ fn an_uncached_hub_id_offline_is_one_clear_error() {
     // An endpoint that refuses connections stands in for a machine without network.
     let output = interconcept(
         &["--model", REPO, "generate", "--out", s(&out)],
-        &[("HF_HOME", home.path()), ("HF_ENDPOINT", Path::new("http://127.0.0.1:9"))],
+        &[
+            ("HF_HOME", home.path()),
+            ("HF_ENDPOINT", Path::new("http://127.0.0.1:9")),
+        ],
     );
     let line = one_error_line(&output);
     for part in [
@@ -126,7 +148,10 @@ fn an_uncached_hub_id_offline_is_one_clear_error() {
         &[("HF_HOME", home.path()), ("HF_HUB_OFFLINE", Path::new("1"))],
     );
     let line = one_error_line(&output);
-    assert!(line.contains("lacks vae/diffusion_pytorch_model.safetensors"), "{line}");
+    assert!(
+        line.contains("lacks vae/diffusion_pytorch_model.safetensors"),
+        "{line}"
+    );
     assert!(line.contains("HF_HUB_OFFLINE"), "{line}");
 }
 
@@ -135,7 +160,17 @@ fn single_files_devices_and_pickles_on_the_command_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = fixtures::write_single_file(&dir.path().join("tiny.safetensors"), &Spec::sd21());
     let out = dir.path().join("x.png");
-    let args = ["--model", s(&file), "generate", "--width", "64", "--height", "64", "--out", s(&out)];
+    let args = [
+        "--model",
+        s(&file),
+        "generate",
+        "--width",
+        "64",
+        "--height",
+        "64",
+        "--out",
+        s(&out),
+    ];
     success(&interconcept(&args, &[]));
     let recipe = Recipe::from_json(&read_png_json(&out).expect("recipe")).expect("parses");
     assert_eq!(recipe.model.name, "tiny");
@@ -145,13 +180,22 @@ fn single_files_devices_and_pickles_on_the_command_line() {
         let mut with_cuda = vec!["--device", "cuda:0"];
         with_cuda.extend(args);
         let line = one_error_line(&interconcept(&with_cuda, &[]));
-        assert!(line.contains("cuda:0") && line.contains("--features cuda"), "{line}");
+        assert!(
+            line.contains("cuda:0") && line.contains("--features cuda"),
+            "{line}"
+        );
     }
 
     let ckpt = dir.path().join("model.ckpt");
     std::fs::write(&ckpt, b"not opened").expect("write");
-    let line = one_error_line(&interconcept(&["--model", s(&ckpt), "generate", "--out", s(&out)], &[]));
-    assert!(line.contains("arbitrary code") && line.contains("model.safetensors"), "{line}");
+    let line = one_error_line(&interconcept(
+        &["--model", s(&ckpt), "generate", "--out", s(&out)],
+        &[],
+    ));
+    assert!(
+        line.contains("arbitrary code") && line.contains("model.safetensors"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -170,37 +214,95 @@ fn noise_files_start_the_picture_and_replay() {
         height: 64,
     };
     let seeded = interconcept::engine::pipeline::initial_noise(&loaded, 5, &params).expect("noise");
-    let values = seeded.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("values");
+    let values = seeded
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .expect("values");
     let npy = dir.path().join("latent.npy");
     write_npy(&npy, &[1, 4, 8, 16], &values).expect("npy");
 
     let (a, b) = (dir.path().join("a.png"), dir.path().join("b.png"));
-    let common = ["--steps", "3", "--scheduler", "euler_ancestral", "--seed", "5", "--prompt", "a hat"];
-    let mut by_seed = vec!["--model", m, "generate", "--width", "128", "--height", "64", "--out", s(&a)];
+    let common = [
+        "--steps",
+        "3",
+        "--scheduler",
+        "euler_ancestral",
+        "--seed",
+        "5",
+        "--prompt",
+        "a hat",
+    ];
+    let mut by_seed = vec![
+        "--model",
+        m,
+        "generate",
+        "--width",
+        "128",
+        "--height",
+        "64",
+        "--out",
+        s(&a),
+    ];
     by_seed.extend(common);
     success(&interconcept(&by_seed, &[]));
     let mut by_file = vec!["--model", m, "generate", "--noise", s(&npy), "--out", s(&b)];
     by_file.extend(common);
     success(&interconcept(&by_file, &[]));
     let pixels = |p: &Path| image::open(p).expect("png").to_rgb8().into_raw();
-    assert_eq!(pixels(&a), pixels(&b), "the same latent made another picture");
+    assert_eq!(
+        pixels(&a),
+        pixels(&b),
+        "the same latent made another picture"
+    );
 
     let recipe = Recipe::from_json(&read_png_json(&b).expect("recipe")).expect("parses");
-    let hash = recipe.noise_hash.clone().expect("the recipe records the noise");
+    let hash = recipe
+        .noise_hash
+        .clone()
+        .expect("the recipe records the noise");
     assert_eq!(hash.len(), 32);
     assert_eq!((recipe.sampling.width, recipe.sampling.height), (128, 64));
-    assert_eq!(Recipe::from_json(&read_png_json(&a).expect("r")).expect("p").noise_hash, None);
+    assert_eq!(
+        Recipe::from_json(&read_png_json(&a).expect("r"))
+            .expect("p")
+            .noise_hash,
+        None
+    );
 
     // Replay needs the file, and checks it is the same.
     let c = dir.path().join("c.png");
-    success(&interconcept(&["--model", m, "replay", s(&b), "--noise", s(&npy), "--out", s(&c)], &[]));
+    success(&interconcept(
+        &[
+            "--model",
+            m,
+            "replay",
+            s(&b),
+            "--noise",
+            s(&npy),
+            "--out",
+            s(&c),
+        ],
+        &[],
+    ));
     assert_eq!(pixels(&b), pixels(&c));
-    let line = one_error_line(&interconcept(&["--model", m, "replay", s(&b), "--out", s(&c)], &[]));
+    let line = one_error_line(&interconcept(
+        &["--model", m, "replay", s(&b), "--out", s(&c)],
+        &[],
+    ));
     assert!(line.contains("--noise") && line.contains(&hash), "{line}");
     let other = dir.path().join("other.npy");
     write_npy(&other, &[1, 4, 8, 16], &vec![0.5; 512]).expect("npy");
     let line = one_error_line(&interconcept(
-        &["--model", m, "replay", s(&b), "--noise", s(&other), "--out", s(&c)],
+        &[
+            "--model",
+            m,
+            "replay",
+            s(&b),
+            "--noise",
+            s(&other),
+            "--out",
+            s(&c),
+        ],
         &[],
     ));
     assert!(line.contains(&hash), "{line}");
@@ -208,12 +310,30 @@ fn noise_files_start_the_picture_and_replay() {
     // Shapes that do not fit the model, and sizes that contradict the file.
     write_npy(&other, &[1, 3, 8, 8], &vec![0.0; 192]).expect("npy");
     let line = one_error_line(&interconcept(
-        &["--model", m, "generate", "--noise", s(&other), "--out", s(&c)],
+        &[
+            "--model",
+            m,
+            "generate",
+            "--noise",
+            s(&other),
+            "--out",
+            s(&c),
+        ],
         &[],
     ));
     assert!(line.contains("3 channels"), "{line}");
     let line = one_error_line(&interconcept(
-        &["--model", m, "generate", "--noise", s(&npy), "--width", "64", "--out", s(&c)],
+        &[
+            "--model",
+            m,
+            "generate",
+            "--noise",
+            s(&npy),
+            "--width",
+            "64",
+            "--out",
+            s(&c),
+        ],
         &[],
     ));
     assert!(line.contains("--width 64"), "{line}");

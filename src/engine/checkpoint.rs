@@ -158,7 +158,10 @@ impl SafetensorsFile {
             let len = (entry.end - entry.start) as usize;
             buffer.resize(len, 0);
             reader.read_exact(&mut buffer).map_err(|e| {
-                EngineError::file(format!("tensor {}: cannot read data: {e}", entry.name), &self.path)
+                EngineError::file(
+                    format!("tensor {}: cannot read data: {e}", entry.name),
+                    &self.path,
+                )
             })?;
             hasher.update(&buffer);
             position = entry.end;
@@ -180,9 +183,8 @@ impl SafetensorsFile {
         dtype: DType,
         device: &Device,
     ) -> Result<Tensor> {
-        let fail = |what: String| {
-            EngineError::file(format!("tensor {}: {what}", entry.name), &self.path)
-        };
+        let fail =
+            |what: String| EngineError::file(format!("tensor {}: {what}", entry.name), &self.path);
         let file_dtype = candle_dtype(&entry.dtype)
             .ok_or_else(|| fail(format!("element type {} is not supported", entry.dtype)))?;
         let tensor = Tensor::from_raw_buffer(bytes, file_dtype, &entry.shape, device)
@@ -306,7 +308,10 @@ mod tests {
     fn reads_converts_and_hashes_like_the_whole_file() {
         let dir = tempfile::tempdir().unwrap();
         let dev = Device::Cpu;
-        let a = Tensor::new(&[1f32, 2., 3.], &dev).unwrap().to_dtype(DType::F16).unwrap();
+        let a = Tensor::new(&[1f32, 2., 3.], &dev)
+            .unwrap()
+            .to_dtype(DType::F16)
+            .unwrap();
         let b = Tensor::new(&[[4f32, 5.], [6., 7.]], &dev).unwrap();
         let path = write(dir.path(), &[("a", a), ("b", b)]);
         let file = SafetensorsFile::open(&path).unwrap();
@@ -336,7 +341,10 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
         let err = SafetensorsFile::open(&path).unwrap_err().to_string();
-        assert!(err.contains("tensor second") && err.contains("truncated"), "{err}");
+        assert!(
+            err.contains("tensor second") && err.contains("truncated"),
+            "{err}"
+        );
         assert!(err.contains("w.safetensors"), "{err}");
 
         std::fs::write(&path, b"\x05\x00\x00\x00\x00\x00\x00\x00{bad}").unwrap();

@@ -50,8 +50,18 @@ mod tests {
     #[test]
     fn names_parse_and_missing_backends_say_how_to_build() {
         assert!(matches!(parse_device("cpu"), Ok(Device::Cpu)));
-        assert!(parse_device("tpu").unwrap_err().to_string().contains("unknown device tpu"));
-        assert!(parse_device("cuda:x").unwrap_err().to_string().contains("not a device number"));
+        assert!(
+            parse_device("tpu")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown device tpu")
+        );
+        assert!(
+            parse_device("cuda:x")
+                .unwrap_err()
+                .to_string()
+                .contains("not a device number")
+        );
         if !candle_core::utils::cuda_is_available() {
             let err = parse_device("cuda:0").unwrap_err().to_string();
             assert!(err.contains("--features cuda"), "{err}");

@@ -90,7 +90,11 @@ pub fn read_configs(dir: &Path) -> Result<FolderConfigs> {
         ClassName::default()
     };
     let unet: UNetJson = read_json(&unet_path)?;
-    check_class(&read_json(&unet_path)?, &["UNet2DConditionModel"], &unet_path)?;
+    check_class(
+        &read_json(&unet_path)?,
+        &["UNet2DConditionModel"],
+        &unet_path,
+    )?;
     let schedule: ScheduleConfig = read_json(&dir.join("scheduler/scheduler_config.json"))?;
     let text_encoder: TextEncoderJson = read_json(&text_path)?;
     let variant = VariantClues {

@@ -73,7 +73,11 @@ impl HubOptions {
 
 /// The Hugging Face cache folder the environment names.
 pub fn hub_cache_dir() -> Option<PathBuf> {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(dir) = var("HF_HUB_CACHE") {
         return Some(dir);
     }
@@ -160,9 +164,11 @@ pub fn resolve(repo: &str, options: &HubOptions) -> Result<PathBuf> {
         repo: repo.to_string(),
         message,
     };
-    let cache = options.cache_dir.clone().or_else(hub_cache_dir).ok_or_else(|| {
-        hub_error("no Hugging Face cache: set HF_HOME (or HOME)".to_string())
-    })?;
+    let cache = options
+        .cache_dir
+        .clone()
+        .or_else(hub_cache_dir)
+        .ok_or_else(|| hub_error("no Hugging Face cache: set HF_HOME (or HOME)".to_string()))?;
     let not_cached = match cached_snapshot(&cache, repo) {
         Ok(snapshot) => {
             tracing::info!(repo, snapshot = %snapshot.display(), "model found in the Hugging Face cache");
@@ -235,13 +241,17 @@ fn download(
                 "the repository has no {file}: not a diffusers Stable Diffusion"
             )));
         }
-        let path = hub_repo.get(file).map_err(|e| failed(&format!("{file}: {e}")))?;
+        let path = hub_repo
+            .get(file)
+            .map_err(|e| failed(&format!("{file}: {e}")))?;
         if file == "model_index.json" {
             snapshot = path.parent().map(Path::to_path_buf);
         }
     }
     for file in OPTIONAL_FILES.into_iter().filter(|f| has(f)) {
-        hub_repo.get(file).map_err(|e| failed(&format!("{file}: {e}")))?;
+        hub_repo
+            .get(file)
+            .map_err(|e| failed(&format!("{file}: {e}")))?;
     }
     let snapshot = snapshot.ok_or_else(|| failed(&"model_index.json has no folder"))?;
     super::diffusers::read_configs(&snapshot).map_err(DownloadError::Refused)?;
@@ -258,7 +268,9 @@ fn download(
                 "the repository has no {full} (only pickled weights?)"
             )));
         };
-        hub_repo.get(&file).map_err(|e| failed(&format!("{file}: {e}")))?;
+        hub_repo
+            .get(&file)
+            .map_err(|e| failed(&format!("{file}: {e}")))?;
     }
     Ok(snapshot)
 }
@@ -270,7 +282,10 @@ mod tests {
     #[test]
     fn snapshot_folders_name_their_repo() {
         let dir = Path::new("/c/hub/models--stabilityai--sd-turbo/snapshots/abc123");
-        assert_eq!(repo_of_snapshot(dir).as_deref(), Some("stabilityai/sd-turbo"));
+        assert_eq!(
+            repo_of_snapshot(dir).as_deref(),
+            Some("stabilityai/sd-turbo")
+        );
         assert_eq!(repo_of_snapshot(Path::new("/models/sd-turbo")), None);
         assert_eq!(repo_folder_name("org/name"), "models--org--name");
     }

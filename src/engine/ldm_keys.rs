@@ -101,7 +101,12 @@ impl KeyMap {
             find_rule(&self.rules, fused, backwards)
                 .is_some_and(|r| r.inner.iter().any(|&(c, _)| c == "attn.in_proj_"))
         });
-        translate(&self.rules, fused.as_deref().unwrap_or(name), backwards, true)
+        translate(
+            &self.rules,
+            fused.as_deref().unwrap_or(name),
+            backwards,
+            true,
+        )
     }
 }
 
@@ -140,7 +145,11 @@ fn translate(
     let (from, to) = sides(rule);
     let rest = &name[from.len()..];
     let inner = rule.inner.iter().find_map(|&(ckpt, diff)| {
-        let (a, b) = if backwards { (diff, ckpt) } else { (ckpt, diff) };
+        let (a, b) = if backwards {
+            (diff, ckpt)
+        } else {
+            (ckpt, diff)
+        };
         rest.strip_prefix(a).map(|tail| format!("{b}{tail}"))
     });
     Some(format!("{to}{}", inner.as_deref().unwrap_or(rest)))
@@ -164,7 +173,10 @@ pub fn split_fused_qkv(name: &str) -> Option<[String; 3]> {
     let (head, kind) = name
         .strip_suffix("self_attn.in_proj_weight")
         .map(|h| (h, "weight"))
-        .or_else(|| name.strip_suffix("self_attn.in_proj_bias").map(|h| (h, "bias")))?;
+        .or_else(|| {
+            name.strip_suffix("self_attn.in_proj_bias")
+                .map(|h| (h, "bias"))
+        })?;
     Some(["q_proj", "k_proj", "v_proj"].map(|p| format!("{head}self_attn.{p}.{kind}")))
 }
 
@@ -197,9 +209,17 @@ pub fn unet_map(layout: &UNetLayout) -> KeyMap {
             let i = 1 + b * per + l;
             let down = format!("down_blocks.{b}");
             let block = format!("{p}input_blocks.{i}");
-            map.push(format!("{block}.0."), format!("{down}.resnets.{l}."), UNET_RESNET);
+            map.push(
+                format!("{block}.0."),
+                format!("{down}.resnets.{l}."),
+                UNET_RESNET,
+            );
             if attention {
-                map.push(format!("{block}.1."), format!("{down}.attentions.{l}."), &[]);
+                map.push(
+                    format!("{block}.1."),
+                    format!("{down}.attentions.{l}."),
+                    &[],
+                );
             }
         }
         if b + 1 < n {
@@ -211,22 +231,42 @@ pub fn unet_map(layout: &UNetLayout) -> KeyMap {
             );
         }
     }
-    map.push(format!("{p}middle_block.0."), "mid_block.resnets.0.".into(), UNET_RESNET);
-    map.push(format!("{p}middle_block.1."), "mid_block.attentions.0.".into(), &[]);
-    map.push(format!("{p}middle_block.2."), "mid_block.resnets.1.".into(), UNET_RESNET);
+    map.push(
+        format!("{p}middle_block.0."),
+        "mid_block.resnets.0.".into(),
+        UNET_RESNET,
+    );
+    map.push(
+        format!("{p}middle_block.1."),
+        "mid_block.attentions.0.".into(),
+        &[],
+    );
+    map.push(
+        format!("{p}middle_block.2."),
+        "mid_block.resnets.1.".into(),
+        UNET_RESNET,
+    );
     for b in 0..n {
         // Up block b mirrors down level n - 1 - b.
         let attention = layout.attention[n - 1 - b];
         let up = format!("up_blocks.{b}");
         for l in 0..per {
             let block = format!("{p}output_blocks.{}", b * per + l);
-            map.push(format!("{block}.0."), format!("{up}.resnets.{l}."), UNET_RESNET);
+            map.push(
+                format!("{block}.0."),
+                format!("{up}.resnets.{l}."),
+                UNET_RESNET,
+            );
             if attention {
                 map.push(format!("{block}.1."), format!("{up}.attentions.{l}."), &[]);
             }
             if l + 1 == per && b + 1 < n {
                 let j = if attention { 2 } else { 1 };
-                map.push(format!("{block}.{j}.conv."), format!("{up}.upsamplers.0.conv."), &[]);
+                map.push(
+                    format!("{block}.{j}.conv."),
+                    format!("{up}.upsamplers.0.conv."),
+                    &[],
+                );
             }
         }
     }
@@ -254,21 +294,41 @@ pub fn vae_map(levels: usize, layers_per_block: usize) -> KeyMap {
         }
     }
     for i in 0..levels {
-        let (down, ckpt) = (format!("encoder.down_blocks.{i}"), format!("{p}encoder.down.{i}"));
+        let (down, ckpt) = (
+            format!("encoder.down_blocks.{i}"),
+            format!("{p}encoder.down.{i}"),
+        );
         for j in 0..layers_per_block {
-            map.push(format!("{ckpt}.block.{j}."), format!("{down}.resnets.{j}."), VAE_RESNET);
+            map.push(
+                format!("{ckpt}.block.{j}."),
+                format!("{down}.resnets.{j}."),
+                VAE_RESNET,
+            );
         }
         if i + 1 < levels {
-            let (from, to) = (format!("{ckpt}.downsample.conv."), format!("{down}.downsamplers.0.conv."));
+            let (from, to) = (
+                format!("{ckpt}.downsample.conv."),
+                format!("{down}.downsamplers.0.conv."),
+            );
             map.push(from, to, &[]);
         }
         let b = levels - 1 - i;
-        let (up, ckpt) = (format!("decoder.up_blocks.{b}"), format!("{p}decoder.up.{i}"));
+        let (up, ckpt) = (
+            format!("decoder.up_blocks.{b}"),
+            format!("{p}decoder.up.{i}"),
+        );
         for j in 0..=layers_per_block {
-            map.push(format!("{ckpt}.block.{j}."), format!("{up}.resnets.{j}."), VAE_RESNET);
+            map.push(
+                format!("{ckpt}.block.{j}."),
+                format!("{up}.resnets.{j}."),
+                VAE_RESNET,
+            );
         }
         if i > 0 {
-            let (from, to) = (format!("{ckpt}.upsample.conv."), format!("{up}.upsamplers.0.conv."));
+            let (from, to) = (
+                format!("{ckpt}.upsample.conv."),
+                format!("{up}.upsamplers.0.conv."),
+            );
             map.push(from, to, &[]);
         }
     }
@@ -279,7 +339,11 @@ pub fn vae_map(levels: usize, layers_per_block: usize) -> KeyMap {
 /// out the `text_model.` level; both spellings load.
 pub fn clip_map() -> KeyMap {
     let mut map = KeyMap::default();
-    map.push(format!("{CLIP_PREFIX}text_model."), "text_model.".into(), &[]);
+    map.push(
+        format!("{CLIP_PREFIX}text_model."),
+        "text_model.".into(),
+        &[],
+    );
     map.push(CLIP_PREFIX.to_string(), "text_model.".into(), &[]);
     map
 }
@@ -290,13 +354,21 @@ pub fn open_clip_map(layers_in_checkpoint: usize) -> KeyMap {
     let p = OPEN_CLIP_PREFIX;
     let mut map = KeyMap::default();
     let e = "text_model.embeddings.";
-    map.push(format!("{p}token_embedding."), format!("{e}token_embedding."), &[]);
+    map.push(
+        format!("{p}token_embedding."),
+        format!("{e}token_embedding."),
+        &[],
+    );
     map.push(
         format!("{p}positional_embedding"),
         format!("{e}position_embedding.weight"),
         &[],
     );
-    map.push(format!("{p}ln_final."), "text_model.final_layer_norm.".into(), &[]);
+    map.push(
+        format!("{p}ln_final."),
+        "text_model.final_layer_norm.".into(),
+        &[],
+    );
     for i in 0..layers_in_checkpoint.saturating_sub(1) {
         map.push(
             format!("{p}transformer.resblocks.{i}."),

@@ -241,7 +241,7 @@ impl DiffusionModel {
             size_multiple: 1 << (unet_json.block_out_channels.len() - 1),
             conditioning_dim: text_json.hidden_size,
             latent_rgb,
-            vae_tiling: Tiling::for_downscale(vae_json.downscale()),
+            vae_tiling: Tiling::for_device(device, vae_json.downscale()),
             stores: vec![
                 (Component::TextEncoder, text_store),
                 (Component::Unet, unet_store),
@@ -279,10 +279,7 @@ impl DiffusionModel {
         }
         let len = self.tokenizer.max_len();
         let ids = Tensor::from_vec(ids, (prompts.len(), len), &self.device).stage("encode")?;
-        let conditioning = self
-            .text_encoder
-            .forward(&ids)
-            .stage("encode")?;
+        let conditioning = self.text_encoder.forward(&ids).stage("encode")?;
         Ok((conditioning, cut))
     }
 }

@@ -52,7 +52,12 @@ pub fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
             4,
             u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
         ),
-        _ => return Err(format!(".npy version {major}.{} is not supported", bytes[7])),
+        _ => {
+            return Err(format!(
+                ".npy version {major}.{} is not supported",
+                bytes[7]
+            ));
+        }
     };
     let start = 8 + len_size;
     let header = bytes
@@ -77,7 +82,10 @@ pub fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| format!("bad shape {shape_text}")))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| format!("bad shape {shape_text}"))
+        })
         .collect::<std::result::Result<Vec<_>, _>>()?;
 
     let data_bytes = &bytes[start + header_len..];
@@ -98,9 +106,11 @@ pub fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
 
 /// The text of a value in numpy's header dict: a quoted string, a tuple, or a word.
 fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
-    let at = ["'", "\""]
-        .iter()
-        .find_map(|q| header.find(&format!("{q}{key}{q}")).map(|i| i + key.len() + 2))?;
+    let at = ["'", "\""].iter().find_map(|q| {
+        header
+            .find(&format!("{q}{key}{q}"))
+            .map(|i| i + key.len() + 2)
+    })?;
     let rest = header[at..].trim_start().strip_prefix(':')?.trim_start();
     let end = match rest.chars().next()? {
         '(' => rest.find(')')? + 1,
@@ -164,7 +174,8 @@ mod tests {
     #[test]
     fn other_types_and_orders_are_refused() {
         let make = |descr: &str, order: &str| {
-            let header = format!("{{'descr': '{descr}', 'fortran_order': {order}, 'shape': (1,), }}\n");
+            let header =
+                format!("{{'descr': '{descr}', 'fortran_order': {order}, 'shape': (1,), }}\n");
             let mut b = MAGIC.to_vec();
             b.extend_from_slice(&[1, 0]);
             b.extend_from_slice(&(header.len() as u16).to_le_bytes());
@@ -172,10 +183,26 @@ mod tests {
             b.extend_from_slice(&[0; 8]);
             b
         };
-        assert!(parse_npy(&make("<f8", "False")).unwrap_err().contains("<f8"));
-        assert!(parse_npy(&make(">f4", "False")).unwrap_err().contains(">f4"));
-        assert!(parse_npy(&make("<f4", "True")).unwrap_err().contains("Fortran"));
-        assert!(parse_npy(b"PK\x03\x04 a zip").unwrap_err().contains("magic"));
+        assert!(
+            parse_npy(&make("<f8", "False"))
+                .unwrap_err()
+                .contains("<f8")
+        );
+        assert!(
+            parse_npy(&make(">f4", "False"))
+                .unwrap_err()
+                .contains(">f4")
+        );
+        assert!(
+            parse_npy(&make("<f4", "True"))
+                .unwrap_err()
+                .contains("Fortran")
+        );
+        assert!(
+            parse_npy(b"PK\x03\x04 a zip")
+                .unwrap_err()
+                .contains("magic")
+        );
         let mut short = make("<f4", "False");
         short.truncate(short.len() - 5);
         assert!(parse_npy(&short).unwrap_err().contains("bytes"));

@@ -93,9 +93,10 @@ pub fn pickle_refusal(path: &Path) -> EngineError {
     let stem = path
         .file_stem()
         .map_or_else(|| "model".to_string(), |s| s.to_string_lossy().into_owned());
-    let file = path
-        .file_name()
-        .map_or_else(|| "model.ckpt".to_string(), |s| s.to_string_lossy().into_owned());
+    let file = path.file_name().map_or_else(
+        || "model.ckpt".to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    );
     EngineError::file(
         format!(
             "refusing to open a pickled checkpoint: unpickling can run arbitrary code hidden in \
@@ -135,7 +136,10 @@ mod tests {
         let err = ModelSource::parse(ckpt.to_str().unwrap())
             .unwrap_err()
             .to_string();
-        assert!(err.contains("arbitrary code") && err.contains("v1-5-pruned.safetensors"), "{err}");
+        assert!(
+            err.contains("arbitrary code") && err.contains("v1-5-pruned.safetensors"),
+            "{err}"
+        );
         assert!(err.contains("v1-5-pruned.ckpt"), "{err}");
 
         let other = d.join("notes.txt");

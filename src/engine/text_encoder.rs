@@ -357,7 +357,10 @@ mod tests {
     fn unknown_activation_and_architecture_name_the_file() {
         let path = Path::new("text_encoder/config.json");
         let err = config("relu").validate(path).unwrap_err().to_string();
-        assert!(err.contains("relu") && err.contains("text_encoder/config.json"), "{err}");
+        assert!(
+            err.contains("relu") && err.contains("text_encoder/config.json"),
+            "{err}"
+        );
         let mut c = config("gelu");
         c.architectures = Some(vec!["T5EncoderModel".into()]);
         let err = c.validate(path).unwrap_err().to_string();

@@ -6,10 +6,11 @@
 //! overlap, and in the overlap each pixel is a weighted mean of the tiles that cover it, with
 //! weights that ramp linearly from one tile to the next, so no seam shows.
 //!
-//! A tile does not see the whole latent: the decoder's group norms and its mid-block attention
+//! Tiles are used only above a size that depends on the device (see [`CPU_TILE_PIXELS`] and
+//! [`GPU_TILE_PIXELS`]). A tile does not see the whole latent: the decoder's group norms and its mid-block attention
 //! take statistics over what they are given. The tiled picture is therefore close to, not equal
-//! to, the full decode (the test in this module bounds the difference). Pictures that fit in
-//! one tile are decoded whole, and so are unchanged.
+//! to, the full decode (`tests/vae_tiling.rs` bounds the difference and checks for seams).
+//! Pictures that fit in one tile are decoded whole, and so are unchanged.
 
 use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::stable_diffusion::vae::AutoEncoderKL;
@@ -23,19 +24,32 @@ pub struct Tiling {
     pub overlap: usize,
 }
 
-/// The side of a tile in pixels: Stable Diffusion's VAE decodes 256 x 256 pixels (a 32 x 32
-/// latent) within ~3.5 GB in candle on the CPU.
-pub const TILE_PIXELS: usize = 256;
+/// The side of a tile in pixels on the CPU. candle 0.11's CPU convolution unfolds its input in
+/// small pieces, so Stable Diffusion's decoder at 512 x 512 peaks at ~1.8 GB (measured,
+/// weights included): pictures up to 512 x 512 decode whole, larger ones in 512-pixel tiles.
+pub const CPU_TILE_PIXELS: usize = 512;
+
+/// The side of a tile in pixels on GPUs. candle's CUDA and Metal convolutions unfold the whole
+/// input at once (~2.4 GB for one 256-channel convolution at 512 x 512), and the decoder at
+/// 512 x 512 has been seen to peak around 17 GB; memory grows with the tile's area, so 192-pixel
+/// tiles are expected to stay near 2.5 GB.
+pub const GPU_TILE_PIXELS: usize = 192;
 
 /// Pixels neighbouring tiles share: enough for the ramps to hide the seams.
 pub const OVERLAP_PIXELS: usize = 64;
 
 impl Tiling {
-    /// The tiling for a VAE that turns one latent cell into `downscale` x `downscale` pixels.
-    pub fn for_downscale(downscale: usize) -> Self {
+    /// The tiling for a VAE that turns one latent cell into `downscale` x `downscale` pixels,
+    /// decoding on `device`.
+    pub fn for_device(device: &Device, downscale: usize) -> Self {
         let downscale = downscale.max(1);
+        let tile = if device.is_cpu() {
+            CPU_TILE_PIXELS
+        } else {
+            GPU_TILE_PIXELS
+        };
         Self {
-            tile: (TILE_PIXELS / downscale).max(2),
+            tile: (tile / downscale).max(2),
             overlap: (OVERLAP_PIXELS / downscale).max(1),
         }
     }
@@ -113,9 +127,13 @@ pub fn decode_tiled(
                 prev.map_or(0, |p| (p + size).saturating_sub(this) * scale)
             };
             let top = shared(ri.checked_sub(1).map(|i| rows[i]), y0, th);
-            let bottom = rows.get(ri + 1).map_or(0, |&n| (y0 + th).saturating_sub(n) * scale);
+            let bottom = rows
+                .get(ri + 1)
+                .map_or(0, |&n| (y0 + th).saturating_sub(n) * scale);
             let left = shared(ci.checked_sub(1).map(|i| cols[i]), x0, tw);
-            let right = cols.get(ci + 1).map_or(0, |&n| (x0 + tw).saturating_sub(n) * scale);
+            let right = cols
+                .get(ci + 1)
+                .map_or(0, |&n| (x0 + tw).saturating_sub(n) * scale);
             let (ph, pw) = (th * scale, tw * scale);
             let wy = ramp(ph, top, bottom);
             let wx = ramp(pw, left, right);

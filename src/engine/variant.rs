@@ -76,7 +76,10 @@ impl Variant {
     pub fn check_supported(self, path: &Path) -> Result<()> {
         match self {
             Variant::Sdxl | Variant::SdxlTurbo => Err(EngineError::file(
-                format!("{} is recognised but not supported: {SDXL_MISSING}", self.label()),
+                format!(
+                    "{} is recognised but not supported: {SDXL_MISSING}",
+                    self.label()
+                ),
                 path,
             )),
             _ => Ok(()),
@@ -144,13 +147,15 @@ impl VariantClues<'_> {
         let sdxl = self.pipeline == Some("StableDiffusionXLPipeline")
             || self.has_text_encoder_2
             || self.addition_embed_type.is_some();
-        Ok(match (sdxl, self.text_activation == "quick_gelu", trailing) {
-            (true, _, true) => Variant::SdxlTurbo,
-            (true, _, false) => Variant::Sdxl,
-            (false, true, _) => Variant::Sd15,
-            (false, false, true) => Variant::SdTurbo,
-            (false, false, false) => Variant::Sd21,
-        })
+        Ok(
+            match (sdxl, self.text_activation == "quick_gelu", trailing) {
+                (true, _, true) => Variant::SdxlTurbo,
+                (true, _, false) => Variant::Sdxl,
+                (false, true, _) => Variant::Sd15,
+                (false, false, true) => Variant::SdTurbo,
+                (false, false, false) => Variant::Sd21,
+            },
+        )
     }
 }
 
@@ -185,9 +190,15 @@ mod tests {
             timestep_spacing: Some(TimestepSpacing::Trailing),
             ..ScheduleConfig::default()
         };
-        assert_eq!(clues("quick_gelu", &plain).variant(p).unwrap(), Variant::Sd15);
+        assert_eq!(
+            clues("quick_gelu", &plain).variant(p).unwrap(),
+            Variant::Sd15
+        );
         assert_eq!(clues("gelu", &plain).variant(p).unwrap(), Variant::Sd21);
-        assert_eq!(clues("gelu", &trailing).variant(p).unwrap(), Variant::SdTurbo);
+        assert_eq!(
+            clues("gelu", &trailing).variant(p).unwrap(),
+            Variant::SdTurbo
+        );
         let mut xl = clues("quick_gelu", &trailing);
         xl.pipeline = Some("StableDiffusionXLPipeline");
         xl.has_text_encoder_2 = true;
@@ -197,7 +208,10 @@ mod tests {
             .check_supported(Path::new("unet/config.json"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("add_embedding") && err.contains("unet/config.json"), "{err}");
+        assert!(
+            err.contains("add_embedding") && err.contains("unet/config.json"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -205,7 +219,13 @@ mod tests {
         let schedule = ScheduleConfig::default();
         let mut c = clues("gelu", &schedule);
         c.pipeline = Some("FluxPipeline");
-        let err = c.variant(Path::new("m/model_index.json")).unwrap_err().to_string();
-        assert!(err.contains("FluxPipeline") && err.contains("m/model_index.json"), "{err}");
+        let err = c
+            .variant(Path::new("m/model_index.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("FluxPipeline") && err.contains("m/model_index.json"),
+            "{err}"
+        );
     }
 }

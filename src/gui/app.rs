@@ -157,7 +157,8 @@ impl ExplorerApp {
             tracing::trace!(?drained, "worker event");
             match self.jobs.apply(event) {
                 Some(Outcome::ModelLoaded(model)) => {
-                    self.settings.adopt_model(&model.name, model.default_size);
+                    self.settings
+                        .adopt_model(&model.name, model.default_size, model.variant);
                 }
                 Some(Outcome::Preview(frame)) => visual = Some(Visual::Preview(frame)),
                 Some(Outcome::Finished) => visual = Some(Visual::Finished),

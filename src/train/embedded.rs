@@ -16,9 +16,9 @@ use candle_transformers::models::stable_diffusion::vae::AutoEncoderKLConfig;
 use serde_json::json;
 
 use crate::engine::config::{PerBlock, UNetJson, VaeJson};
-use crate::engine::text_encoder::TextEncoderJson;
 use crate::engine::preview::LatentRgb;
 use crate::engine::scheduler::ScheduleConfig;
+use crate::engine::text_encoder::TextEncoderJson;
 
 /// Sizes of the embedded model.
 #[derive(Debug, Clone)]

@@ -5,6 +5,7 @@
 
 pub mod fixtures;
 pub mod record;
+pub mod specs;
 
 use std::path::Path;
 
@@ -24,9 +25,16 @@ pub fn picture(model: &DiffusionModel, prompt: &str, seed: u64, side: usize) -> 
     };
     let (conditioning, _) = model.encode_prompts(&[prompt]).expect("prompt encodes");
     let initial = pipeline::initial_noise(model, seed, &params).expect("noise");
-    pipeline::generate(model, &conditioning, &initial, &[seed], &params, &mut |_| true)
-        .expect("generates")
-        .remove(0)
+    pipeline::generate(
+        model,
+        &conditioning,
+        &initial,
+        &[seed],
+        &params,
+        &mut |_| true,
+    )
+    .expect("generates")
+    .remove(0)
 }
 
 /// Loads a model on the CPU, panicking with the engine's message.

@@ -52,9 +52,10 @@ pub fn invent(shape: &Shape, name: &str, init: Init) -> candle_core::Result<Tens
     let fan_in: usize = dims.iter().skip(1).product::<usize>().max(1);
     let values: Vec<f32> = match init {
         Init::Const(v) => noise.iter().map(|z| v as f32 + 0.1 * z).collect(),
-        Init::Randn { mean, stdev } => {
-            noise.iter().map(|z| mean as f32 + stdev as f32 * z).collect()
-        }
+        Init::Randn { mean, stdev } => noise
+            .iter()
+            .map(|z| mean as f32 + stdev as f32 * z)
+            .collect(),
         _ if dims.len() == 1 => noise.iter().map(|z| 0.05 * z).collect(),
         _ => {
             let std = (1.0 / fan_in as f32).sqrt();
@@ -76,7 +77,10 @@ impl candle_nn::var_builder::SimpleBackend for Recorder {
         let mut tensors = self.tensors.lock().expect("recorder lock");
         if let Some(t) = tensors.get(name) {
             if t.shape() != &shape {
-                candle_core::bail!("{name} asked for twice with shapes {:?} and {shape:?}", t.dims());
+                candle_core::bail!(
+                    "{name} asked for twice with shapes {:?} and {shape:?}",
+                    t.dims()
+                );
             }
             return t.to_dtype(dtype)?.to_device(dev);
         }
