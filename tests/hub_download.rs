@@ -69,7 +69,10 @@ fn answer(mut stream: TcpStream, repo_dir: &Path, log: &Mutex<Vec<String>>) {
     let (status, headers, body) = if path == info {
         let mut files = Vec::new();
         files_of(repo_dir, "", &mut files);
-        let siblings: Vec<_> = files.iter().map(|f| serde_json::json!({"rfilename": f})).collect();
+        let siblings: Vec<_> = files
+            .iter()
+            .map(|f| serde_json::json!({"rfilename": f}))
+            .collect();
         let body = serde_json::json!({"sha": COMMIT, "siblings": siblings}).to_string();
         ("200 OK", String::new(), body.into_bytes())
     } else if let Some(file) = path.strip_prefix(&resolve) {
@@ -85,7 +88,11 @@ fn answer(mut stream: TcpStream, repo_dir: &Path, log: &Mutex<Vec<String>>) {
                     end.max(1) - 1,
                     bytes.len()
                 );
-                ("206 Partial Content", headers, bytes[start..end.min(bytes.len())].to_vec())
+                (
+                    "206 Partial Content",
+                    headers,
+                    bytes[start..end.min(bytes.len())].to_vec(),
+                )
             }
             Err(_) => ("404 Not Found", String::new(), Vec::new()),
         }
@@ -104,7 +111,10 @@ fn answer(mut stream: TcpStream, repo_dir: &Path, log: &Mutex<Vec<String>>) {
 
 fn interconcept(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_interconcept"));
-    command.env("RUST_LOG", "error").env_remove("HF_HUB_CACHE").env_remove("HF_TOKEN");
+    command
+        .env("RUST_LOG", "error")
+        .env_remove("HF_HUB_CACHE")
+        .env_remove("HF_TOKEN");
     command.envs(env.iter().copied());
     command.args(args).output().expect("the program starts")
 }
@@ -118,20 +128,47 @@ fn an_uncached_model_is_downloaded_into_the_cache_then_found_offline() {
     let home = home.to_str().expect("UTF-8");
     let out = dir.path().join("x.png");
     let out = out.to_str().expect("UTF-8");
-    let args = ["--model", REPO, "generate", "--width", "64", "--height", "64", "--steps", "1", "--out", out];
+    let args = [
+        "--model", REPO, "generate", "--width", "64", "--height", "64", "--steps", "1", "--out",
+        out,
+    ];
 
     let output = interconcept(&args, &[("HF_HOME", home), ("HF_ENDPOINT", &endpoint)]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let cached = Path::new(home).join("hub/models--test-org--tiny-sd");
-    assert_eq!(std::fs::read_to_string(cached.join("refs/main")).expect("ref").trim(), COMMIT);
+    assert_eq!(
+        std::fs::read_to_string(cached.join("refs/main"))
+            .expect("ref")
+            .trim(),
+        COMMIT
+    );
     let snapshot = cached.join("snapshots").join(COMMIT);
-    assert!(snapshot.join("unet/diffusion_pytorch_model.safetensors").is_file());
-    assert!(!snapshot.join("feature_extractor").exists(), "only what the program needs");
+    assert!(
+        snapshot
+            .join("unet/diffusion_pytorch_model.safetensors")
+            .is_file()
+    );
+    assert!(
+        !snapshot.join("feature_extractor").exists(),
+        "only what the program needs"
+    );
     let fetched = requests.lock().expect("log").len();
 
     let output = interconcept(&args, &[("HF_HOME", home), ("HF_HUB_OFFLINE", "1")]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert_eq!(requests.lock().expect("log").len(), fetched, "the second run went online");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        requests.lock().expect("log").len(),
+        fetched,
+        "the second run went online"
+    );
 }
 
 #[test]
@@ -140,18 +177,36 @@ fn sdxl_is_refused_before_its_weights_are_fetched() {
     let repo = fixtures::write_diffusers(&dir.path().join("repo"), &Spec::sd15());
     let index = repo.join("model_index.json");
     let text = std::fs::read_to_string(&index).expect("read");
-    std::fs::write(&index, text.replace("StableDiffusionPipeline", "StableDiffusionXLPipeline"))
-        .expect("write");
+    std::fs::write(
+        &index,
+        text.replace("StableDiffusionPipeline", "StableDiffusionXLPipeline"),
+    )
+    .expect("write");
     let (endpoint, requests) = serve(repo);
     let home = dir.path().join("hf");
     let out = dir.path().join("x.png");
     let output = interconcept(
-        &["--model", REPO, "generate", "--out", out.to_str().expect("UTF-8")],
-        &[("HF_HOME", home.to_str().expect("UTF-8")), ("HF_ENDPOINT", &endpoint)],
+        &[
+            "--model",
+            REPO,
+            "generate",
+            "--out",
+            out.to_str().expect("UTF-8"),
+        ],
+        &[
+            ("HF_HOME", home.to_str().expect("UTF-8")),
+            ("HF_ENDPOINT", &endpoint),
+        ],
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(stderr.contains("SDXL") && stderr.contains("not supported"), "{stderr}");
+    assert!(
+        stderr.contains("SDXL") && stderr.contains("not supported"),
+        "{stderr}"
+    );
     let log = requests.lock().expect("log");
-    assert!(!log.iter().any(|p| p.ends_with(".safetensors")), "weights fetched: {log:?}");
+    assert!(
+        !log.iter().any(|p| p.ends_with(".safetensors")),
+        "weights fetched: {log:?}"
+    );
 }
