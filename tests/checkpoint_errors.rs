@@ -183,6 +183,16 @@ fn unknown_architectures_name_the_config() {
     );
     edit_json(&unet, |v| v["_class_name"] = json!("UNet2DConditionModel"));
 
+    edit_json(&unet, |v| v["time_cond_proj_dim"] = json!(256));
+    assert_mentions(
+        &load_error(&model),
+        &["time_cond_proj_dim", "unet/config.json"],
+    );
+    edit_json(&unet, |v| v["time_cond_proj_dim"] = Value::Null);
+    edit_json(&unet, |v| v["in_channels"] = json!(9));
+    assert_mentions(&load_error(&model), &["inpainting", "unet/config.json"]);
+    edit_json(&unet, |v| v["in_channels"] = json!(4));
+
     let text = model.join("text_encoder/config.json");
     edit_json(&text, |v| v["architectures"] = json!(["T5EncoderModel"]));
     assert_mentions(

@@ -62,6 +62,32 @@ pub fn folder_name(dir: &Path) -> String {
     )
 }
 
+/// UNet config fields that add conditioning candle-transformers' UNet does not implement
+/// (class labels, LCM's guidance embedding, image embeddings); a model that sets one is
+/// refused rather than run without it.
+const UNSUPPORTED_UNET_FIELDS: [&str; 4] = [
+    "class_embed_type",
+    "num_class_embeds",
+    "time_cond_proj_dim",
+    "encoder_hid_dim_type",
+];
+
+/// Refuses UNet configs that set any of [`UNSUPPORTED_UNET_FIELDS`].
+fn check_unet_extras(config: &serde_json::Value, path: &Path) -> Result<()> {
+    for field in UNSUPPORTED_UNET_FIELDS {
+        if let Some(value) = config.get(field).filter(|v| !v.is_null()) {
+            return Err(EngineError::file(
+                format!(
+                    "the UNet sets {field} = {value}, conditioning that candle-transformers' \
+                     UNet does not implement"
+                ),
+                path,
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A diffusers folder's configs, checked, before any weight is read.
 pub struct FolderConfigs {
     /// Which Stable Diffusion it is.
@@ -106,6 +132,7 @@ pub fn read_configs(dir: &Path) -> Result<FolderConfigs> {
     }
     .variant(&index_path)?;
     variant.check_supported(&unet_path)?;
+    check_unet_extras(&read_json(&unet_path)?, &unet_path)?;
     check_class(&read_json(&vae_path)?, &["AutoencoderKL"], &vae_path)?;
     let vae: VaeJson = read_json(&vae_path)?;
     text_encoder.validate(&text_path)?;

@@ -191,6 +191,18 @@ impl DiffusionModel {
                 unet_path,
             ));
         }
+        if unet_json.in_channels != vae_json.latent_channels
+            || unet_json.out_channels != vae_json.latent_channels
+        {
+            return Err(EngineError::file(
+                format!(
+                    "the UNet takes {} channels and gives {}, but the VAE's latent has {}: \
+                 inpainting and other image-conditioned UNets are not supported",
+                    unet_json.in_channels, unet_json.out_channels, vae_json.latent_channels
+                ),
+                unet_path,
+            ));
+        }
         let unet_cfg = unet_json.to_candle(&unet_path)?;
         let text_encoder = TextEncoder::new(
             text_store.var_builder(dtype, device),
