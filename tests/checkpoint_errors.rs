@@ -143,6 +143,11 @@ fn broken_single_files_quote_the_names_in_the_file() {
     );
 
     let pristine = std::fs::read(&file).expect("read");
+    edit_tensors(&file, |t| {
+        let labels = Tensor::zeros((128, 1000), DType::F32, &Device::Cpu).expect("zeros");
+        t.insert("model.diffusion_model.label_emb.0.0.weight".into(), labels);
+    });
+    assert_mentions(&load_error(&file), &["class-conditioned", "label_emb"]);
     std::fs::write(&file, &pristine[..pristine.len() / 2]).expect("write");
     assert_mentions(
         &load_error(&file),

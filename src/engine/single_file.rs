@@ -58,6 +58,16 @@ pub fn read(path: &Path, dtype: DType, device: &Device) -> Result<ModelParts> {
             path,
         ));
     }
+    let label_emb = format!("{UNET_PREFIX}label_emb.");
+    if shapes.has_prefix(&label_emb) {
+        return Err(EngineError::file(
+            format!(
+                "the UNet is class-conditioned ({label_emb}* tensors: an upscaler or unCLIP \
+                 model), which candle-transformers' UNet does not implement"
+            ),
+            path,
+        ));
+    }
     let open_clip = shapes.has_prefix(OPEN_CLIP_PREFIX);
     if !open_clip && !shapes.has_prefix(CLIP_PREFIX) {
         return Err(EngineError::file(
