@@ -74,6 +74,10 @@ pub struct Frame {
 
 /// What the worker reports.
 #[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a few events per picture; boxing the finished recipe would buy nothing measurable"
+)]
 pub enum Event {
     /// A model is loaded and ready.
     ModelLoaded {
