@@ -3,14 +3,16 @@
 //! With no subcommand the explorer window opens on the embedded model. Every error reaches the
 //! user as one line on stderr and a non-zero exit; nothing here panics on bad input.
 
+mod model_arg;
+
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use candle_core::Device;
+use candle_core::Tensor;
 use clap::{Args, Parser, Subcommand};
 
 use crate::cli_navigator::{LineArgs, PlaneArgs, SampleArgs};
-use crate::engine::model::{DiffusionModel, embedded_model_dir};
+use crate::engine::model::DiffusionModel;
 use crate::engine::pipeline::{self, Picture, SamplingParams};
 use crate::engine::scheduler::SamplerKind;
 use crate::mosaic::MosaicRecord;
@@ -25,9 +27,16 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// Model folder (diffusers layout) for the window; defaults to the embedded model.
+    /// The model: a diffusers folder, a single-file .safetensors checkpoint (A1111/ComfyUI
+    /// layout), or a Hugging Face id ORG/NAME (the local cache, else a download); defaults to
+    /// the embedded model.
     #[arg(long, global = true)]
-    pub model: Option<PathBuf>,
+    pub model: Option<String>,
+
+    /// Where to compute: cpu, cuda, cuda:N, metal (GPUs need a build with that feature).
+    /// Defaults to the CPU for commands, and to a GPU when there is one for the window.
+    #[arg(long, global = true)]
+    pub device: Option<String>,
 }
 
 /// The subcommands.
@@ -35,14 +44,14 @@ pub struct Cli {
 pub enum Command {
     /// Make one picture and write it as PNG with its recipe inside.
     Generate(GenerateArgs),
-    /// Make a picture again from a recipe (JSON file, or a PNG made by the program).
-    Replay(ReplayArgs),
     /// A grid of pictures on a plane through a prompt's point (or through its initial noise).
     Plane(PlaneArgs),
     /// Pictures along the line between two prompts' points, and beyond its ends.
     Line(LineArgs),
     /// Pictures at random points of interconcept space.
     Sample(SampleArgs),
+    /// Make a picture again from a recipe (JSON file, or a PNG made by the program).
+    Replay(ReplayArgs),
     /// Train the embedded model and the concept meter from Fashion-MNIST.
     Train(crate::train::cli::TrainArgs),
     /// Measure how well the model draws each class, with the concept meter.
@@ -61,12 +70,13 @@ pub enum Command {
 /// Sampling options shared by the commands that generate.
 #[derive(Debug, Clone, Args)]
 pub struct SamplingArgs {
-    /// Denoising steps.
-    #[arg(long, default_value_t = 20)]
-    pub steps: usize,
-    /// Classifier-free guidance scale (1 or less turns guidance off).
-    #[arg(long, default_value_t = 4.0)]
-    pub guidance: f64,
+    /// Denoising steps [default: 20; 1 for Turbo models].
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Classifier-free guidance scale, 1 or less turns guidance off [default: 4; off for Turbo
+    /// models].
+    #[arg(long)]
+    pub guidance: Option<f64>,
     /// Sampler: ddim or euler_ancestral.
     #[arg(long, default_value = "ddim", value_parser = parse_sampler)]
     pub scheduler: SamplerKind,
@@ -89,11 +99,12 @@ fn parse_sampler(name: &str) -> Result<SamplerKind, String> {
 }
 
 impl SamplingArgs {
-    /// The sampling parameters for a model.
+    /// The sampling parameters for a model: what was given, else the model variant's defaults
+    /// and native size.
     pub fn params(&self, model: &DiffusionModel) -> SamplingParams {
         SamplingParams {
-            num_steps: self.steps,
-            guidance_scale: self.guidance,
+            num_steps: self.steps.unwrap_or(model.variant.default_steps()),
+            guidance_scale: self.guidance.unwrap_or(model.variant.default_guidance()),
             sampler: self.scheduler,
             width: self.width.unwrap_or(model.default_size),
             height: self.height.unwrap_or(model.default_size),
@@ -116,6 +127,11 @@ pub struct GenerateArgs {
     /// Also write the recipe as JSON beside the PNG.
     #[arg(long)]
     pub recipe_json: bool,
+    /// Start from this latent instead of the seeded one: a .npy file of float32 with shape
+    /// [1, 4, height/8, width/8] (the picture size follows from it); its hash goes into the
+    /// recipe.
+    #[arg(long)]
+    pub noise: Option<PathBuf>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub sampling: SamplingArgs,
@@ -135,6 +151,9 @@ pub struct ReplayArgs {
     /// The tile of a mosaic to make again: ROW,COLUMN (from 0) or its index.
     #[arg(long)]
     pub tile: Option<String>,
+    /// The .npy initial latent, for recipes made with `generate --noise`.
+    #[arg(long)]
+    pub noise: Option<PathBuf>,
 }
 
 /// `interconcept tokenize`.
@@ -144,29 +163,33 @@ pub struct TokenizeArgs {
     pub prompt: String,
 }
 
-/// The model folder a command uses.
-pub fn model_dir(cli_model: Option<&PathBuf>) -> PathBuf {
-    cli_model.cloned().unwrap_or_else(embedded_model_dir)
-}
-
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
-    let model_dir = model_dir(cli.model.as_ref());
+    let model = || model_arg::model_path(cli.model.as_deref());
+    let device = cli.device.as_deref();
     match cli.command {
-        None => crate::gui::run_gui(model_dir),
-        Some(Command::Generate(args)) => generate(&model_dir, &args),
-        Some(Command::Replay(args)) => replay(&model_dir, &args),
-        Some(Command::Plane(args)) => crate::cli_navigator::plane(&model_dir, &args),
-        Some(Command::Line(args)) => crate::cli_navigator::line(&model_dir, &args),
-        Some(Command::Sample(args)) => crate::cli_navigator::sample(&model_dir, &args),
+        None => {
+            let device = device.map(|d| model_arg::device(Some(d))).transpose()?;
+            crate::gui::run_gui(model()?, device)
+        }
+        Some(Command::Generate(args)) => generate(&model()?, device, &args),
+        Some(Command::Replay(args)) => replay(&model()?, device, &args),
+        Some(Command::Plane(args)) => crate::cli_navigator::plane(&model()?, &args),
+        Some(Command::Line(args)) => crate::cli_navigator::line(&model()?, &args),
+        Some(Command::Sample(args)) => crate::cli_navigator::sample(&model()?, &args),
         Some(Command::Train(args)) => crate::train::cli::train(&args),
-        Some(Command::Eval(args)) => crate::train::cli::eval(&model_dir, &args),
-        Some(Command::Bench(args)) => crate::bench::run(&model_dir, &args),
-        Some(Command::Modules(args)) => crate::surgery_cli::modules(&model_dir, &args),
-        Some(Command::Sweep(args)) => crate::sweep::run(&model_dir, &args),
+        Some(Command::Eval(args)) => crate::train::cli::eval(&model()?, &args),
+        Some(Command::Bench(args)) => crate::bench::run(&model()?, &args),
+        Some(Command::Modules(args)) => {
+            crate::surgery_cli::modules(&model()?, &model_arg::device(device)?, &args)
+        }
+        Some(Command::Sweep(args)) => {
+            crate::sweep::run(&model()?, &model_arg::device(device)?, &args)
+        }
         Some(Command::Tokenize(args)) => {
-            let tokenizer =
-                crate::engine::tokenizer::ClipTokenizer::from_dir(&model_dir.join("tokenizer"))?;
+            let tokenizer = crate::engine::tokenizer::ClipTokenizer::from_dir(
+                &model_arg::tokenizer_dir(&model()?),
+            )?;
             let tokens = tokenizer.encode(&args.prompt)?;
             if let Some(cut) = &tokens.truncated {
                 eprintln!(
@@ -204,45 +227,91 @@ pub(crate) fn check_output(path: &std::path::Path) -> Result<()> {
 }
 
 /// Makes one picture from a recipe: applies its weight edits to the model (undoing any
-/// others), then generates. Records in the recipe whether the model produced NaN or infinity.
-pub fn render(model: &mut DiffusionModel, recipe: &mut Recipe) -> Result<Picture> {
+/// others), then generates from seeded noise, or from `initial` when given. Records in the
+/// recipe whether the model produced NaN or infinity.
+pub fn render(
+    model: &mut DiffusionModel,
+    recipe: &mut Recipe,
+    initial: Option<Tensor>,
+) -> Result<Picture> {
     pipeline::validate(model, &recipe.sampling)?;
     crate::engine::surgery::apply_edits(model, &recipe.edits)?;
-    let picture = navigator::render_recipe(model, recipe)?;
+    let picture = match initial {
+        // Seeded noise: the navigator's renderer, which also resolves concept and noise points.
+        None => navigator::render_recipe(model, recipe)?,
+        Some(initial) => {
+            let (conditioning, cut) = model.encode_prompts(&[recipe.prompt.as_str()])?;
+            if let Some(Some(cut)) = cut.first() {
+                eprintln!(
+                    "warning: prompt truncated to {} tokens; dropped: {cut}",
+                    model.tokenizer.max_len()
+                );
+            }
+            let mut pictures = pipeline::generate(
+                model,
+                &conditioning,
+                &initial,
+                &[recipe.seed],
+                &recipe.sampling,
+                &mut |_| true,
+            )?;
+            pictures.pop().context("no picture came out")?
+        }
+    };
     recipe.non_finite = picture.non_finite;
     Ok(picture)
 }
 
-/// Makes one picture from a recipe and writes it.
+/// Makes one picture from a recipe and writes it; `initial` replaces the seeded initial
+/// latent when given.
 pub fn make_picture(
     model: &mut DiffusionModel,
     recipe: &mut Recipe,
+    initial: Option<Tensor>,
     out: &std::path::Path,
 ) -> Result<()> {
-    let picture = render(model, recipe)?;
+    let picture = render(model, recipe, initial)?;
     if picture.non_finite {
         eprintln!("warning: the model produced NaN or infinity; the picture is a marker");
     }
     recipe::write_png(out, &picture, &recipe.to_json())
 }
 
-fn generate(model_dir: &std::path::Path, args: &GenerateArgs) -> Result<()> {
+fn generate(model_path: &std::path::Path, device: Option<&str>, args: &GenerateArgs) -> Result<()> {
     check_output(&args.out)?;
-    if args.sampling.steps == 0 {
+    if args.sampling.steps == Some(0) {
         bail!("steps must be at least 1");
     }
+    let device = model_arg::device(device)?;
     let edits = args.edits.edits()?;
-    let mut model = DiffusionModel::load(model_dir, &Device::Cpu)?;
-    let mut recipe = Recipe {
-        edits,
-        ..Recipe::for_prompt(
-            model.id.clone(),
-            args.prompt.clone(),
-            args.seed,
-            args.sampling.params(&model),
-        )
+    let mut model = DiffusionModel::load(model_path, &device)?;
+    let mut sampling = args.sampling.params(&model);
+    let noise = match &args.noise {
+        Some(path) => {
+            let noise = model_arg::read_noise(path, &model)?;
+            for (what, given, implied) in [
+                ("width", args.sampling.width, noise.width),
+                ("height", args.sampling.height, noise.height),
+            ] {
+                if given.is_some_and(|g| g != implied) {
+                    bail!(
+                        "--{what} {} differs from the {implied} that the noise in {} implies",
+                        given.unwrap_or_default(),
+                        path.display()
+                    );
+                }
+            }
+            (sampling.width, sampling.height) = (noise.width, noise.height);
+            Some(noise)
+        }
+        None => None,
     };
-    make_picture(&mut model, &mut recipe, &args.out)?;
+    let mut recipe = Recipe {
+        noise_hash: noise.as_ref().map(|n| n.hash.clone()),
+        edits,
+        ..Recipe::for_prompt(model.id.clone(), args.prompt.clone(), args.seed, sampling)
+    };
+    make_picture(&mut model, &mut recipe, noise.map(|n| n.latent), &args.out)?;
     if args.recipe_json {
         let path = args.out.with_extension("json");
         std::fs::write(&path, recipe.to_json() + "\n")
@@ -252,7 +321,7 @@ fn generate(model_dir: &std::path::Path, args: &GenerateArgs) -> Result<()> {
     Ok(())
 }
 
-fn replay(model_dir: &std::path::Path, args: &ReplayArgs) -> Result<()> {
+fn replay(model_path: &std::path::Path, device: Option<&str>, args: &ReplayArgs) -> Result<()> {
     check_output(&args.out)?;
     let is_png = args
         .recipe
@@ -279,7 +348,7 @@ fn replay(model_dir: &std::path::Path, args: &ReplayArgs) -> Result<()> {
     };
     let mut recipe =
         Recipe::from_json(&json).with_context(|| format!("in {}", args.recipe.display()))?;
-    let mut model = DiffusionModel::load(model_dir, &Device::Cpu)?;
+    let mut model = DiffusionModel::load(model_path, &model_arg::device(device)?)?;
     if model.id.weights_hash != recipe.model.weights_hash {
         bail!(
             "the recipe was made with model {} ({}), but {} ({}) is loaded; pass --model",
@@ -289,5 +358,27 @@ fn replay(model_dir: &std::path::Path, args: &ReplayArgs) -> Result<()> {
             model.id.weights_hash
         );
     }
-    make_picture(&mut model, &mut recipe, &args.out)
+    let initial = match (&recipe.noise_hash, &args.noise) {
+        (None, None) => None,
+        (None, Some(path)) => bail!(
+            "the recipe starts from seeded noise; --noise {} would make another picture",
+            path.display()
+        ),
+        (Some(hash), None) => bail!(
+            "the recipe starts from a latent in a .npy file (values hash {hash}); pass it with \
+             --noise FILE"
+        ),
+        (Some(hash), Some(path)) => {
+            let noise = model_arg::read_noise(path, &model)?;
+            if &noise.hash != hash {
+                bail!(
+                    "noise {} has values hash {}, the recipe was made from {hash}",
+                    path.display(),
+                    noise.hash
+                );
+            }
+            Some(noise.latent)
+        }
+    };
+    make_picture(&mut model, &mut recipe, initial, &args.out)
 }

@@ -198,7 +198,7 @@ pub struct SampleArgs {
 /// Checks the options every grid shares, before the model loads.
 fn check_common(sampling: &SamplingArgs, mosaic: &MosaicArgs) -> Result<()> {
     check_output(&mosaic.out)?;
-    if sampling.steps == 0 {
+    if sampling.steps == Some(0) {
         bail!("steps must be at least 1");
     }
     if mosaic.zoom == 0 || mosaic.zoom > 16 {

@@ -48,6 +48,10 @@ pub struct Recipe {
     /// Set when the model produced NaN or infinity and the picture is a marker.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub non_finite: bool,
+    /// When the initial latent came from a `.npy` file rather than the seed: BLAKE3 of its
+    /// values (see `engine::npy::NpyArray::hash`). The seed still drives any per-step noise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise_hash: Option<String>,
     /// Edits to the model's weights (knockouts, noise...), applied in order to the loaded
     /// weights before the picture is made. A recipe with edits is refused by builds that
     /// predate them (unknown field) rather than silently made without them.
@@ -73,6 +77,7 @@ impl Recipe {
             seed,
             sampling,
             non_finite: false,
+            noise_hash: None,
             edits: Vec::new(),
         }
     }

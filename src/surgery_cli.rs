@@ -10,8 +10,11 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crate::engine::model::{Component, component_weights_path};
-use crate::engine::surgery::{GroupEntry, ModuleCatalog, ModuleGroup, WeightEdit};
+use candle_core::Device;
+
+use crate::engine::diffusers::component_weights_path;
+use crate::engine::model::{Component, DiffusionModel};
+use crate::engine::surgery::{GroupEntry, ModuleCatalog, ModuleGroup, WeightEdit, catalog};
 
 /// Weight edits for `interconcept generate`, applied in this order: module knockouts,
 /// randomizations, module scales, the progressive knockout, noise, then the global scale.
@@ -146,11 +149,17 @@ pub struct ModulesArgs {
     pub depth: usize,
 }
 
-/// Runs `interconcept modules`: reads only the weight file's header, so it is instant even
-/// for Stable Diffusion's gigabytes.
-pub fn modules(model_dir: &Path, args: &ModulesArgs) -> Result<()> {
-    let path = component_weights_path(model_dir, args.component)?;
-    let catalog = ModuleCatalog::from_safetensors_header(args.component, &path)?;
+/// Runs `interconcept modules`. Of a diffusers folder it reads only the weight file's header,
+/// so it is instant even for Stable Diffusion's gigabytes; a single-file checkpoint, whose
+/// names are converted on loading, is loaded on `device`.
+pub fn modules(model: &Path, device: &Device, args: &ModulesArgs) -> Result<()> {
+    let catalog = if model.is_dir() {
+        let path = component_weights_path(model, args.component)?;
+        ModuleCatalog::from_safetensors_header(args.component, &path)?
+    } else {
+        let loaded = DiffusionModel::load(model, device)?;
+        catalog(&loaded, args.component)
+    };
     let mut out = String::new();
     if args.tree {
         tree_lines(&catalog, &catalog.tree(), 0, args.depth, &mut out);

@@ -16,6 +16,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use crate::engine::EngineError;
 use crate::engine::model::DiffusionModel;
 use crate::engine::pipeline::{self, Picture, SamplingParams};
+use crate::engine::variant::Variant;
 use crate::recipe::Recipe;
 
 /// Identifies a job and every event it causes.
@@ -73,6 +74,10 @@ pub struct Frame {
 
 /// What the worker reports.
 #[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a few events per picture; boxing the finished recipe would buy nothing measurable"
+)]
 pub enum Event {
     /// A model is loaded and ready.
     ModelLoaded {
@@ -82,6 +87,8 @@ pub enum Event {
         name: String,
         /// The side of the pictures it was trained for.
         default_size: usize,
+        /// Which Stable Diffusion it is (the Turbo models want other step and guidance defaults).
+        variant: Variant,
     },
     /// Step `step` of `num_steps` is done.
     Progress {
@@ -282,6 +289,7 @@ fn run_job(
         id,
         name: m.id.name.clone(),
         default_size: m.default_size,
+        variant: m.variant,
     };
     match job {
         Job::LoadModel(dir) => {

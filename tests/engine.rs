@@ -311,7 +311,7 @@ fn the_weights_hash_is_stable_and_follows_the_weights() {
     assert_eq!(first.id, second.id);
     assert_eq!(first.id.weights_hash.len(), 32);
     assert!(first.id.weights_hash.chars().all(|c| c.is_ascii_hexdigit()));
-    assert_eq!(first.id.name, "model");
+    assert_eq!(first.id.name, "fashion-mnist (embedded)");
 
     // One flipped bit in the last stored value: still a valid file, another model.
     let copy = tempfile::tempdir().unwrap();

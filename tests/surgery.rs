@@ -37,7 +37,7 @@ fn recipe(model: &DiffusionModel, prompt: &str, seed: u64, edits: Vec<WeightEdit
 }
 
 fn picture(model: &mut DiffusionModel, edits: Vec<WeightEdit>) -> Picture {
-    render(model, &mut recipe(model, "a red sneaker", 3, edits)).expect("a picture")
+    render(model, &mut recipe(model, "a red sneaker", 3, edits), None).expect("a picture")
 }
 
 /// Every weight of the model as bits, for exact comparisons.
@@ -179,11 +179,11 @@ fn recipes_with_edits_make_the_same_picture_twice() {
         },
     ];
     let mut first = recipe(&model, "an ankle boot", 5, edits.clone());
-    let a = render(&mut model, &mut first).unwrap();
+    let a = render(&mut model, &mut first, None).unwrap();
     let _ = picture(&mut model, vec![]);
     let mut again = Recipe::from_json(&first.to_json()).unwrap();
     assert_eq!(again.edits, edits);
-    let b = render(&mut model, &mut again).unwrap();
+    let b = render(&mut model, &mut again, None).unwrap();
     assert_eq!(a.rgb, b.rgb);
 }
 
@@ -291,7 +291,7 @@ fn blown_up_weights_give_a_marked_picture_not_a_panic() {
             components: vec![Component::Unet],
         }],
     );
-    let broken = render(&mut model, &mut blown).unwrap();
+    let broken = render(&mut model, &mut blown, None).unwrap();
     assert!(broken.non_finite && blown.non_finite);
     assert!(Recipe::from_json(&blown.to_json()).unwrap().non_finite);
     // The same mind, healed, draws again.

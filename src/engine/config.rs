@@ -6,7 +6,6 @@
 
 use std::path::Path;
 
-use candle_transformers::models::clip::text_model::{Activation, ClipTextConfig};
 use candle_transformers::models::stable_diffusion::unet_2d::{
     BlockConfig, UNet2DConditionModelConfig,
 };
@@ -250,74 +249,6 @@ impl VaeJson {
     /// How many pixels one latent cell covers along a side.
     pub fn downscale(&self) -> usize {
         1 << self.block_out_channels.len().saturating_sub(1)
-    }
-}
-
-/// transformers' `text_encoder/config.json` for a CLIP text model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TextEncoderJson {
-    /// Token vocabulary size.
-    pub vocab_size: usize,
-    /// Width of the hidden states (the conditioning's last dimension).
-    pub hidden_size: usize,
-    /// Width of the MLPs.
-    pub intermediate_size: usize,
-    /// Transformer layers.
-    pub num_hidden_layers: usize,
-    /// Attention heads.
-    pub num_attention_heads: usize,
-    /// Sequence length.
-    #[serde(default = "default_positions")]
-    pub max_position_embeddings: usize,
-    /// `quick_gelu` (SD 1.x) or `gelu` (SD 2.x).
-    #[serde(default = "default_act")]
-    pub hidden_act: String,
-    /// Width of the projection (unused for conditioning).
-    #[serde(default)]
-    pub projection_dim: Option<usize>,
-}
-
-fn default_positions() -> usize {
-    77
-}
-fn default_act() -> String {
-    "quick_gelu".to_string()
-}
-
-impl TextEncoderJson {
-    /// candle-transformers' config, for the quick-GELU CLIP text model.
-    pub fn to_candle(&self, path: &Path) -> Result<ClipTextConfig> {
-        if self.hidden_act != "quick_gelu" {
-            return Err(EngineError::file(
-                format!(
-                    "text encoder activation {} is not supported",
-                    self.hidden_act
-                ),
-                path,
-            ));
-        }
-        if self.num_attention_heads == 0
-            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
-        {
-            return Err(EngineError::file(
-                format!(
-                    "hidden_size {} does not split into {} heads",
-                    self.hidden_size, self.num_attention_heads
-                ),
-                path,
-            ));
-        }
-        Ok(ClipTextConfig {
-            vocab_size: self.vocab_size,
-            embed_dim: self.hidden_size,
-            activation: Activation::QuickGelu,
-            intermediate_size: self.intermediate_size,
-            max_position_embeddings: self.max_position_embeddings,
-            pad_with: None,
-            num_hidden_layers: self.num_hidden_layers,
-            num_attention_heads: self.num_attention_heads,
-            projection_dim: self.projection_dim.unwrap_or(self.hidden_size),
-        })
     }
 }
 

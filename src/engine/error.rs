@@ -36,6 +36,15 @@ pub enum EngineError {
         path: PathBuf,
     },
 
+    /// A model named `ORG/NAME` is neither in the Hugging Face cache nor downloadable.
+    #[error("cannot load {repo}: {message}")]
+    Hub {
+        /// The repository id.
+        repo: String,
+        /// What was looked for, where, and why it failed.
+        message: String,
+    },
+
     /// A request that cannot be run, caught before any tensor work starts.
     #[error("{0}")]
     InvalidRequest(String),

@@ -1,23 +1,27 @@
 //! A Stable Diffusion model in memory: its tokenizer, text encoder, UNet, VAE and schedule.
 //!
-//! Models are folders in diffusers' layout (`model_index.json`, `unet/`, `vae/`,
-//! `text_encoder/`, `tokenizer/`, `scheduler/`); the embedded model ships in that same layout
-//! under `assets/model`. The modules are candle-transformers' own, built over
-//! [`WeightStore`]s so that weight edits take effect without reloading.
+//! Models are read from folders in diffusers' layout (`model_index.json`, `unet/`, `vae/`,
+//! `text_encoder/`, `tokenizer/`, `scheduler/`; see `diffusers.rs`), which is also how the
+//! embedded model ships under `assets/model`, or from single-file checkpoints in the original
+//! Stable Diffusion layout (see `single_file.rs`). Either way they become [`ModelParts`], and
+//! the modules are built over [`WeightStore`]s so that weight edits take effect without
+//! reloading: candle-transformers' UNet and VAE, and the text encoder of `text_encoder.rs`.
 
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use candle_transformers::models::clip::text_model::ClipTextTransformer;
 use candle_transformers::models::stable_diffusion::unet_2d::UNet2DConditionModel;
 use candle_transformers::models::stable_diffusion::vae::AutoEncoderKL;
 use serde::{Deserialize, Serialize};
 
-use super::config::{TextEncoderJson, UNetJson, VaeJson, read_json};
+use super::config::{UNetJson, VaeJson};
 use super::error::{CandleContext, EngineError, Result};
 use super::preview::LatentRgb;
 use super::scheduler::ScheduleConfig;
+use super::text_encoder::{TextEncoder, TextEncoderJson};
 use super::tokenizer::ClipTokenizer;
+use super::vae_tiling::Tiling;
+use super::variant::Variant;
 use super::weights::WeightStore;
 
 /// The folder of the model that ships with the program.
@@ -66,27 +70,23 @@ pub struct ModelId {
     pub name: String,
     /// BLAKE3 of the weight files, in component order (hex, first 16 bytes).
     pub weights_hash: String,
-}
-
-/// Optional extras that the program stores beside a diffusers model.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
-struct Extras {
-    /// A display name; the folder name otherwise.
-    name: Option<String>,
-    latent_rgb: Option<LatentRgb>,
+    /// Which Stable Diffusion it is; absent in recipes written before variants were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<Variant>,
 }
 
 /// A loaded diffusion model.
 pub struct DiffusionModel {
     /// Identity for recipes.
     pub id: ModelId,
-    /// Folder it was read from.
+    /// Folder or file it was read from.
     pub dir: PathBuf,
+    /// Which Stable Diffusion it is.
+    pub variant: Variant,
     /// The prompt tokenizer.
     pub tokenizer: ClipTokenizer,
     /// The text encoder.
-    pub text_encoder: ClipTextTransformer,
+    pub text_encoder: TextEncoder,
     /// The denoiser.
     pub unet: UNet2DConditionModel,
     /// The autoencoder.
@@ -110,96 +110,110 @@ pub struct DiffusionModel {
     pub conditioning_dim: usize,
     /// Projection of latents to RGB for previews.
     pub latent_rgb: LatentRgb,
+    /// Latents larger than one tile are decoded in tiles (see `vae_tiling`).
+    pub vae_tiling: Tiling,
     /// The editable weights of the text encoder, UNet and VAE.
     pub stores: Vec<(Component, WeightStore)>,
     /// Where tensors live.
     pub device: Device,
 }
 
-/// The weight file of a component in a model folder (diffusers layout).
-pub fn component_weights_path(dir: &Path, component: Component) -> Result<PathBuf> {
-    let stem = match component {
-        Component::TextEncoder => "model",
-        Component::Unet | Component::Vae => "diffusion_pytorch_model",
-    };
-    weight_file(&dir.join(component.name()), stem)
-}
-
-/// Finds a component's weight file, preferring full precision over the fp16 variant.
-fn weight_file(dir: &Path, stem: &str) -> Result<PathBuf> {
-    for name in [
-        format!("{stem}.safetensors"),
-        format!("{stem}.fp16.safetensors"),
-    ] {
-        let path = dir.join(&name);
-        if path.is_file() {
-            return Ok(path);
-        }
-    }
-    let pickled = [format!("{stem}.bin"), format!("{stem}.ckpt")];
-    if let Some(p) = pickled.iter().map(|n| dir.join(n)).find(|p| p.is_file()) {
-        return Err(EngineError::file(
-            "only safetensors weights are loaded: pickled checkpoints can run code when opened; \
-             convert it with diffusers or safetensors' convert script first",
-            p,
-        ));
-    }
-    Err(EngineError::file(
-        format!("no {stem}.safetensors (or .fp16.safetensors) weights"),
-        dir,
-    ))
+/// Everything a model is made of, read from disk, before candle's modules are built over it.
+///
+/// Each layout (a diffusers folder, a single-file checkpoint) has its own reader that fills
+/// this in; [`DiffusionModel::from_parts`] then builds the same model from either.
+pub struct ModelParts {
+    /// A human name.
+    pub name: String,
+    /// The folder or file it was read from.
+    pub source: PathBuf,
+    /// Which Stable Diffusion it is.
+    pub variant: Variant,
+    /// The UNet's config.
+    pub unet: UNetJson,
+    /// Where the UNet's config came from, for messages.
+    pub unet_path: PathBuf,
+    /// The VAE's config.
+    pub vae: VaeJson,
+    /// The text encoder's config.
+    pub text_encoder: TextEncoderJson,
+    /// Where the text encoder's config came from, for messages.
+    pub text_encoder_path: PathBuf,
+    /// The noise schedule.
+    pub schedule: ScheduleConfig,
+    /// The prompt tokenizer.
+    pub tokenizer: ClipTokenizer,
+    /// A latent-to-RGB projection for previews, if the model ships one.
+    pub latent_rgb: Option<LatentRgb>,
+    /// The weights of the text encoder, UNet and VAE, in [`Component::ALL`] order.
+    pub stores: [WeightStore; 3],
+    /// BLAKE3 of the weight files (hex, first 16 bytes).
+    pub weights_hash: String,
 }
 
 impl DiffusionModel {
-    /// Loads a model folder in the diffusers layout.
-    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
-        let _span = tracing::info_span!("load model", dir = %dir.display()).entered();
-        if !dir.is_dir() {
-            return Err(EngineError::file("model folder not found", dir));
-        }
+    /// Loads a model: a folder in the diffusers layout, or a single `.safetensors` checkpoint in
+    /// the original Stable Diffusion (LDM) layout. Pickled checkpoints are refused unopened.
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let _span = tracing::info_span!("load model", path = %path.display()).entered();
         let dtype = DType::F32;
-        let mut hasher = blake3::Hasher::new();
-
-        // Configs first, so a bad config fails before gigabytes are read.
-        let unet_json: UNetJson = read_json(&dir.join("unet/config.json"))?;
-        let unet_cfg = unet_json.to_candle(&dir.join("unet/config.json"))?;
-        let vae_json: VaeJson = read_json(&dir.join("vae/config.json"))?;
-        let text_json: TextEncoderJson = read_json(&dir.join("text_encoder/config.json"))?;
-        let text_cfg = text_json.to_candle(&dir.join("text_encoder/config.json"))?;
-        let schedule: ScheduleConfig = read_json(&dir.join("scheduler/scheduler_config.json"))?;
-        let extras: Extras = match dir.join("interconcept.json") {
-            p if p.is_file() => read_json(&p)?,
-            _ => Extras::default(),
+        let parts = if path.is_dir() {
+            super::diffusers::read(path, dtype, device)?
+        } else if path.is_file() {
+            super::source::check_single_file(path)?;
+            super::single_file::read(path, dtype, device)?
+        } else {
+            return Err(EngineError::file("model folder or file not found", path));
         };
+        Self::from_parts(parts, device)
+    }
+
+    /// Builds candle's modules over the weights of `parts`.
+    pub fn from_parts(parts: ModelParts, device: &Device) -> Result<Self> {
+        let dtype = DType::F32;
+        let ModelParts {
+            name,
+            source,
+            variant,
+            unet: unet_json,
+            unet_path,
+            vae: vae_json,
+            text_encoder: text_json,
+            text_encoder_path,
+            schedule,
+            tokenizer,
+            latent_rgb,
+            stores: [text_store, unet_store, vae_store],
+            weights_hash,
+        } = parts;
+        variant.check_supported(&unet_path)?;
         if unet_json.cross_attention_dim != text_json.hidden_size {
             return Err(EngineError::file(
                 format!(
                     "UNet cross_attention_dim {} differs from the text encoder's hidden_size {}",
                     unet_json.cross_attention_dim, text_json.hidden_size
                 ),
-                dir.join("unet/config.json"),
+                unet_path,
             ));
         }
-        let tokenizer = ClipTokenizer::from_dir(&dir.join("tokenizer"))
-            .map_err(|e| EngineError::file(e.to_string(), dir.join("tokenizer")))?;
-
-        // Each component: read (and hash) its weights, then build candle's module over them.
-        let mut load = |component: Component, stem: &str| -> Result<WeightStore> {
-            let path = weight_file(&dir.join(component.name()), stem)?;
-            let bytes = std::fs::read(&path)
-                .map_err(|e| EngineError::file(format!("cannot read weights: {e}"), &path))?;
-            hasher.update(&bytes);
-            WeightStore::from_safetensors_bytes(component.name(), &path, &bytes, dtype, device)
-        };
-        let text_store = load(Component::TextEncoder, "model")?;
-        let unet_store = load(Component::Unet, "diffusion_pytorch_model")?;
-        let vae_store = load(Component::Vae, "diffusion_pytorch_model")?;
-
-        let text_encoder = ClipTextTransformer::new(
-            text_store.var_builder(dtype, device).pp("text_model"),
-            &text_cfg,
-        )
-        .stage("build text encoder")?;
+        if unet_json.in_channels != vae_json.latent_channels
+            || unet_json.out_channels != vae_json.latent_channels
+        {
+            return Err(EngineError::file(
+                format!(
+                    "the UNet takes {} channels and gives {}, but the VAE's latent has {}: \
+                 inpainting and other image-conditioned UNets are not supported",
+                    unet_json.in_channels, unet_json.out_channels, vae_json.latent_channels
+                ),
+                unet_path,
+            ));
+        }
+        let unet_cfg = unet_json.to_candle(&unet_path)?;
+        let text_encoder = TextEncoder::new(
+            text_store.var_builder(dtype, device),
+            &text_json,
+            &text_encoder_path,
+        )?;
         let unet = UNet2DConditionModel::new(
             unet_store.var_builder(dtype, device),
             unet_json.in_channels,
@@ -216,23 +230,17 @@ impl DiffusionModel {
         )
         .stage("build vae")?;
 
-        let name = extras.name.clone().unwrap_or_else(|| {
-            dir.file_name().map_or_else(
-                || dir.display().to_string(),
-                |n| n.to_string_lossy().into_owned(),
-            )
-        });
-        let hash = hasher.finalize();
-        let latent_rgb = extras
-            .latent_rgb
-            .unwrap_or_else(|| LatentRgb::for_channels(vae_json.latent_channels));
-        tracing::info!(model = %name, "model loaded");
+        let latent_rgb =
+            latent_rgb.unwrap_or_else(|| LatentRgb::for_channels(vae_json.latent_channels));
+        tracing::info!(model = %name, variant = %variant, "model loaded");
         Ok(Self {
             id: ModelId {
                 name,
-                weights_hash: hash.to_hex()[..32].to_string(),
+                weights_hash,
+                variant: Some(variant),
             },
-            dir: dir.to_path_buf(),
+            dir: source,
+            variant,
             tokenizer,
             text_encoder,
             unet,
@@ -250,6 +258,7 @@ impl DiffusionModel {
             size_multiple: 1 << (unet_json.block_out_channels.len() - 1),
             conditioning_dim: text_json.hidden_size,
             latent_rgb,
+            vae_tiling: Tiling::for_device(device, vae_json.downscale()),
             stores: vec![
                 (Component::TextEncoder, text_store),
                 (Component::Unet, unet_store),
@@ -287,10 +296,7 @@ impl DiffusionModel {
         }
         let len = self.tokenizer.max_len();
         let ids = Tensor::from_vec(ids, (prompts.len(), len), &self.device).stage("encode")?;
-        let conditioning = self
-            .text_encoder
-            .forward_with_mask(&ids, usize::MAX)
-            .stage("encode")?;
+        let conditioning = self.text_encoder.forward(&ids).stage("encode")?;
         Ok((conditioning, cut))
     }
 }

@@ -4,7 +4,7 @@
 //! grid of the navigator costs one UNet pass per step rather than one per tile. Every random
 //! draw comes from the per-image seed, so an image in a batch equals the image made alone.
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::error::{CandleContext, EngineError, Result};
@@ -12,6 +12,7 @@ use super::model::DiffusionModel;
 use super::noise;
 use super::preview::to_u8;
 use super::scheduler::{Sampler, SamplerKind};
+use super::vae_tiling::decode_tiled;
 
 /// The largest image side the program accepts.
 pub const MAX_SIDE: usize = 2048;
@@ -267,8 +268,17 @@ pub fn decode(model: &DiffusionModel, latents: &Tensor) -> Result<Vec<Picture>> 
     // One picture at a time: candle-core 0.11's CPU matmul is wrong for a transposed left
     // operand broadcast over a batch, which the VAE's mid-block attention produces for batches
     // larger than one (candle issue 3744).
+    // Large pictures decode in overlapping tiles to bound memory (see `vae_tiling`).
+    let tiled = model.vae_tiling.needs_tiles(h, w);
     let images = (0..batch)
-        .map(|b| scaled.narrow(0, b, 1).and_then(|l| model.vae.decode(&l)))
+        .map(|b| {
+            let latent = scaled.narrow(0, b, 1)?;
+            if tiled {
+                decode_tiled(&model.vae, &latent, model.vae_downscale, model.vae_tiling)
+            } else {
+                model.vae.decode(&latent)?.to_device(&Device::Cpu)
+            }
+        })
         .collect::<candle_core::Result<Vec<_>>>()
         .and_then(|parts| Tensor::cat(&parts, 0))
         .stage("vae decode")?;

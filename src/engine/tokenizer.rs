@@ -237,6 +237,13 @@ impl ClipTokenizer {
         self.pad_id
     }
 
+    /// The same tokenizer padding with another token (`"!"` for SD 2.x, whose single-file
+    /// checkpoints carry no tokenizer files); `None` when the token is not in the vocabulary.
+    pub fn with_pad_token(mut self, token: &str) -> Option<Self> {
+        self.pad_id = self.tokenizer.token_to_id(token)?;
+        Some(self)
+    }
+
     /// The id of `<|startoftext|>`, which opens every sequence.
     pub fn bos_id(&self) -> u32 {
         self.bos_id

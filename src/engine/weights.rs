@@ -14,6 +14,10 @@ use candle_nn::VarBuilder;
 
 use super::error::{EngineError, Result};
 
+/// Maps a tensor's name in the store to its name in the file it came from, when they differ
+/// (single-file checkpoints), so that errors quote what the user can find in the file.
+pub type CheckpointNames = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// One component's weights, by checkpoint name.
 pub struct WeightStore {
     /// The component's name ("unet", "vae", "text_encoder"...).
@@ -23,6 +27,8 @@ pub struct WeightStore {
     vars: Arc<BTreeMap<String, Var>>,
     /// Copies of the tensors as loaded, for those that have been edited.
     originals: HashMap<String, Tensor>,
+    /// Names in the source file, when they differ from the store's.
+    checkpoint_names: Option<CheckpointNames>,
 }
 
 impl WeightStore {
@@ -70,7 +76,14 @@ impl WeightStore {
             source: source.to_path_buf(),
             vars: Arc::new(vars),
             originals: HashMap::new(),
+            checkpoint_names: None,
         })
+    }
+
+    /// Tells the store how its names are spelled in the source file, for error messages.
+    pub fn with_checkpoint_names(mut self, names: CheckpointNames) -> Self {
+        self.checkpoint_names = Some(names);
+        self
     }
 
     /// The component's name.
@@ -91,6 +104,7 @@ impl WeightStore {
         let backend = StoreBackend {
             vars: Arc::clone(&self.vars),
             source: self.source.clone(),
+            checkpoint_names: self.checkpoint_names.clone(),
         };
         VarBuilder::from_backend(Box::new(backend), dtype, device.clone())
     }
@@ -187,13 +201,23 @@ impl WeightStore {
 struct StoreBackend {
     vars: Arc<BTreeMap<String, Var>>,
     source: PathBuf,
+    checkpoint_names: Option<CheckpointNames>,
 }
 
 impl StoreBackend {
+    /// `name`, followed by its spelling in the file when that differs.
+    fn describe(&self, name: &str) -> String {
+        match self.checkpoint_names.as_ref().and_then(|f| f(name)) {
+            Some(original) if original != name => format!("{name} ({original} in the file)"),
+            _ => name.to_string(),
+        }
+    }
+
     fn lookup(&self, name: &str) -> candle_core::Result<&Var> {
         self.vars.get(name).ok_or_else(|| {
             candle_core::Error::Msg(format!(
-                "tensor {name} is missing from {}",
+                "tensor {} is missing from {}",
+                self.describe(name),
                 self.source.display()
             ))
         })
@@ -212,7 +236,8 @@ impl candle_nn::var_builder::SimpleBackend for StoreBackend {
         let var = self.lookup(name)?;
         if var.shape() != &shape {
             return Err(candle_core::Error::Msg(format!(
-                "tensor {name} has shape {:?}, expected {:?} in {}",
+                "tensor {} has shape {:?}, expected {:?} in {}",
+                self.describe(name),
                 var.dims(),
                 shape.dims(),
                 self.source.display()

@@ -45,6 +45,15 @@ impl ExplorerApp {
     /// The app eframe starts: settings from eframe's storage, a worker over `model_dir` that
     /// wakes the window after each event.
     pub fn new(cc: &eframe::CreationContext<'_>, model_dir: PathBuf) -> Self {
+        Self::on_device(cc, model_dir, super::pick_device())
+    }
+
+    /// As [`ExplorerApp::new`], computing on `device`.
+    pub fn on_device(
+        cc: &eframe::CreationContext<'_>,
+        model_dir: PathBuf,
+        device: candle_core::Device,
+    ) -> Self {
         let settings = cc
             .storage
             .and_then(|storage| eframe::get_value(storage, STORAGE_KEY))
@@ -52,7 +61,7 @@ impl ExplorerApp {
         let ctx = cc.egui_ctx.clone();
         let worker = Worker::spawn(
             model_dir.clone(),
-            super::pick_device(),
+            device,
             Box::new(move || ctx.request_repaint()),
         );
         Self::with_worker(worker, model_dir, settings)
@@ -148,7 +157,8 @@ impl ExplorerApp {
             tracing::trace!(?drained, "worker event");
             match self.jobs.apply(event) {
                 Some(Outcome::ModelLoaded(model)) => {
-                    self.settings.adopt_model(&model.name, model.default_size);
+                    self.settings
+                        .adopt_model(&model.name, model.default_size, model.variant);
                 }
                 Some(Outcome::Preview(frame)) => visual = Some(Visual::Preview(frame)),
                 Some(Outcome::Finished) => visual = Some(Visual::Finished),

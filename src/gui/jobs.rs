@@ -5,6 +5,7 @@
 //! dropped, a cancelled job is not an error) are tested without a window.
 
 use crate::engine::pipeline::Picture;
+use crate::engine::variant::Variant;
 use crate::recipe::Recipe;
 use crate::worker::{Event, Frame, JobId};
 
@@ -37,6 +38,8 @@ pub struct LoadedModel {
     pub name: String,
     /// The side of the pictures it was trained for.
     pub default_size: usize,
+    /// Which Stable Diffusion it is.
+    pub variant: Variant,
 }
 
 /// A finished picture and what makes it again.
@@ -113,6 +116,7 @@ impl JobTracker {
                 id,
                 name,
                 default_size,
+                variant,
             } if self.is_current(id) => {
                 if self.load_job == Some(id) {
                     self.load_job = None;
@@ -120,7 +124,11 @@ impl JobTracker {
                         self.status = Status::Ready;
                     }
                 }
-                let model = LoadedModel { name, default_size };
+                let model = LoadedModel {
+                    name,
+                    default_size,
+                    variant,
+                };
                 self.model = Some(model.clone());
                 Some(Outcome::ModelLoaded(model))
             }
@@ -278,6 +286,7 @@ mod tests {
             id: 1,
             name: "m".into(),
             default_size: 32,
+            variant: Variant::Sd15,
         });
         assert!(matches!(outcome, Some(Outcome::ModelLoaded(m)) if m.default_size == 32));
         assert_eq!(jobs.status(), &Status::Ready);
@@ -288,6 +297,7 @@ mod tests {
             id: 2,
             name: "n".into(),
             default_size: 64,
+            variant: Variant::Sd15,
         });
         assert_eq!(jobs.status(), &Status::Generating);
         assert_eq!(jobs.model().map(|m| m.name.as_str()), Some("n"));

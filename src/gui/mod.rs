@@ -40,8 +40,9 @@ pub enum Action {
     CopyRecipe,
 }
 
-/// Opens the explorer window over the model in `model_dir` and runs until it is closed.
-pub fn run_gui(model_dir: PathBuf) -> anyhow::Result<()> {
+/// Opens the explorer window over the model in `model_dir` and runs until it is closed; the
+/// worker computes on `device`, or on [`pick_device`]'s choice when `None`.
+pub fn run_gui(model_dir: PathBuf, device: Option<Device>) -> anyhow::Result<()> {
     let options = eframe::NativeOptions {
         renderer: eframe::Renderer::Wgpu,
         viewport: egui::ViewportBuilder::default()
@@ -54,7 +55,10 @@ pub fn run_gui(model_dir: PathBuf) -> anyhow::Result<()> {
     eframe::run_native(
         APP_NAME,
         options,
-        Box::new(move |cc| Ok(Box::new(ExplorerApp::new(cc, model_dir)))),
+        Box::new(move |cc| {
+            let device = device.unwrap_or_else(pick_device);
+            Ok(Box::new(ExplorerApp::on_device(cc, model_dir, device)))
+        }),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::pipeline::SamplingParams;
 use crate::engine::scheduler::SamplerKind;
+use crate::engine::variant::Variant;
 use crate::worker::GenerateJob;
 
 /// The key under which eframe stores the settings.
@@ -53,10 +54,23 @@ impl Default for GenerateSettings {
 
 impl GenerateSettings {
     /// Adopts a freshly loaded model's default size unless the size was chosen for this model.
-    pub fn adopt_model(&mut self, name: &str, default_size: usize) {
-        if self.size.is_none() || self.size_model.as_deref() != Some(name) {
-            self.size = Some([default_size, default_size]);
-            self.size_model = Some(name.to_string());
+    /// Switching to a Turbo model also switches to its few steps without guidance, and
+    /// switching away from one restores the usual defaults if those were still in place.
+    pub fn adopt_model(&mut self, name: &str, default_size: usize, variant: Variant) {
+        if self.size.is_some() && self.size_model.as_deref() == Some(name) {
+            return;
+        }
+        self.size = Some([default_size, default_size]);
+        self.size_model = Some(name.to_string());
+        let turbo_defaults = (
+            Variant::SdTurbo.default_steps(),
+            Variant::SdTurbo.default_guidance(),
+        );
+        if variant.is_turbo() {
+            (self.num_steps, self.guidance_scale) = turbo_defaults;
+        } else if (self.num_steps, self.guidance_scale) == turbo_defaults {
+            let usual = Self::default();
+            (self.num_steps, self.guidance_scale) = (usual.num_steps, usual.guidance_scale);
         }
     }
 
@@ -99,17 +113,37 @@ mod tests {
     fn size_follows_the_model_until_chosen_for_it() {
         let mut settings = GenerateSettings::default();
         assert!(settings.to_job().is_none());
-        settings.adopt_model("embedded", 32);
+        settings.adopt_model("embedded", 32, Variant::Sd15);
         assert_eq!(settings.size, Some([32, 32]));
 
         // A size chosen for this model survives reloading it, but not a switch of model.
         settings.size = Some([64, 32]);
-        settings.adopt_model("embedded", 32);
+        settings.adopt_model("embedded", 32, Variant::Sd15);
         assert_eq!(settings.size, Some([64, 32]));
-        settings.adopt_model("sd-1.5", 512);
+        settings.adopt_model("sd-1.5", 512, Variant::Sd15);
         assert_eq!(settings.size, Some([512, 512]));
 
         let job = settings.to_job().expect("size is known");
         assert_eq!((job.params.width, job.params.height), (512, 512));
+    }
+
+    #[test]
+    fn turbo_models_bring_their_step_and_guidance_defaults() {
+        let mut settings = GenerateSettings {
+            num_steps: 30,
+            ..GenerateSettings::default()
+        };
+        settings.adopt_model("sd-turbo", 512, Variant::SdTurbo);
+        assert_eq!((settings.num_steps, settings.guidance_scale), (1, 0.0));
+        settings.adopt_model("sd-1.5", 512, Variant::Sd15);
+        let usual = GenerateSettings::default();
+        assert_eq!(
+            (settings.num_steps, settings.guidance_scale),
+            (usual.num_steps, usual.guidance_scale)
+        );
+        // Steps the user chose for a non-Turbo model stay.
+        settings.num_steps = 40;
+        settings.adopt_model("sd-2.1", 768, Variant::Sd21);
+        assert_eq!(settings.num_steps, 40);
     }
 }

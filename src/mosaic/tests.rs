@@ -27,6 +27,7 @@ fn recipe(seed: u64) -> Recipe {
         ModelId {
             name: "test".into(),
             weights_hash: "00".into(),
+            variant: None,
         },
         "a sneaker",
         seed,

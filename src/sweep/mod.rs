@@ -269,7 +269,7 @@ fn style(args: &SweepArgs, side: usize) -> Result<MosaicStyle> {
 }
 
 /// Runs `interconcept sweep`.
-pub fn run(model_dir: &Path, args: &SweepArgs) -> Result<()> {
+pub fn run(model_path: &Path, device: &Device, args: &SweepArgs) -> Result<()> {
     check_output(&args.out)?;
     let out_dir = args.out_dir.clone().unwrap_or_else(|| {
         let stem = args
@@ -280,7 +280,7 @@ pub fn run(model_dir: &Path, args: &SweepArgs) -> Result<()> {
     });
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
-    let mut model = DiffusionModel::load(model_dir, &Device::Cpu)?;
+    let mut model = DiffusionModel::load(model_path, device)?;
     let sampling = args.sampling.params(&model);
     crate::engine::pipeline::validate(&model, &sampling)?;
     let tiles = tiles(&model, args)?;
@@ -316,7 +316,7 @@ pub fn run(model_dir: &Path, args: &SweepArgs) -> Result<()> {
         let picture = match existing_tile(&path, &recipe) {
             Some(picture) => picture,
             None => {
-                let picture = render(&mut model, &mut recipe)?;
+                let picture = render(&mut model, &mut recipe, None)?;
                 recipe::write_png(&path, &picture, &recipe.to_json())?;
                 made += 1;
                 picture

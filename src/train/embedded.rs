@@ -15,9 +15,10 @@ use candle_transformers::models::stable_diffusion::unet_2d::UNet2DConditionModel
 use candle_transformers::models::stable_diffusion::vae::AutoEncoderKLConfig;
 use serde_json::json;
 
-use crate::engine::config::{PerBlock, TextEncoderJson, UNetJson, VaeJson};
+use crate::engine::config::{PerBlock, UNetJson, VaeJson};
 use crate::engine::preview::LatentRgb;
 use crate::engine::scheduler::ScheduleConfig;
+use crate::engine::text_encoder::TextEncoderJson;
 
 /// Sizes of the embedded model.
 #[derive(Debug, Clone)]
@@ -120,7 +121,9 @@ impl EmbeddedArchitecture {
             num_attention_heads: self.text_heads,
             max_position_embeddings: 77,
             hidden_act: "quick_gelu".into(),
+            layer_norm_eps: 1e-5,
             projection_dim: Some(self.text_width),
+            architectures: None,
         }
     }
 
