@@ -112,9 +112,8 @@ pub enum Event {
         id: JobId,
         /// The picture.
         picture: Picture,
-        /// What makes it again (boxed: recipes with weight edits are large, and most events
-        /// are small).
-        recipe: Box<Recipe>,
+        /// What makes it again.
+        recipe: Recipe,
         /// Wall time of the job.
         elapsed_ms: u64,
     },
@@ -393,7 +392,7 @@ fn generate(
     send(Event::Finished {
         id,
         picture,
-        recipe: Box::new(recipe),
+        recipe,
         elapsed_ms: started.elapsed().as_millis() as u64,
     });
     Ok(())

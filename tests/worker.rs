@@ -83,7 +83,7 @@ fn expect_finished(event: &Event) -> (&Picture, &Recipe) {
     match event {
         Event::Finished {
             picture, recipe, ..
-        } => (picture, recipe.as_ref()),
+        } => (picture, recipe),
         other => panic!("expected Finished, got {other:?}"),
     }
 }

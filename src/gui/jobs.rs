@@ -153,7 +153,7 @@ impl JobTracker {
                 self.status = Status::Done { elapsed_ms };
                 self.finished = Some(FinishedPicture {
                     picture,
-                    recipe: *recipe,
+                    recipe,
                     elapsed_ms,
                 });
                 Some(Outcome::Finished)
