@@ -53,7 +53,7 @@ fn batch_run(model: &DiffusionModel, n: usize, params: &SamplingParams) -> Resul
 
 /// A 9x9 plane grid as `interconcept plane` makes it: layout, conditioning, batched rendering,
 /// with an empty cache.
-fn plane_grid_run(model: &DiffusionModel, params: &SamplingParams) -> Result<Duration> {
+fn plane_grid_run(model: &mut DiffusionModel, params: &SamplingParams) -> Result<Duration> {
     let started = Instant::now();
     let template = Recipe::for_prompt(model.id.clone(), "a sneaker", 0, params.clone());
     let spec = PlaneSpec {
@@ -69,6 +69,7 @@ fn plane_grid_run(model: &DiffusionModel, params: &SamplingParams) -> Result<Dur
         .collect();
     render_recipes(
         model,
+        &mut Vec::new(),
         &mut Resolver::new(),
         &mut TileCache::default(),
         &recipes,
@@ -126,7 +127,7 @@ pub fn run(model_dir: &Path, args: &BenchArgs) -> Result<()> {
 
     let grid = median(
         (0..runs.min(3))
-            .map(|_| plane_grid_run(&model, &params))
+            .map(|_| plane_grid_run(&mut model, &params))
             .collect::<Result<_>>()?,
     );
     println!(
@@ -138,11 +139,7 @@ pub fn run(model_dir: &Path, args: &BenchArgs) -> Result<()> {
     let mut worker = Worker::spawn(model_dir.to_path_buf(), Device::Cpu, Box::new(|| {}));
     let mut latencies = Vec::new();
     for run in 0..=runs {
-        let job = Job::Generate(GenerateJob {
-            prompt: "a sneaker".into(),
-            seed: run as u64,
-            params: params.clone(),
-        });
+        let job = Job::Generate(GenerateJob::prompt("a sneaker", run as u64, params.clone()));
         let sent = Instant::now();
         let id = worker.submit(job).map_err(anyhow::Error::msg)?;
         let mut first_preview = None;

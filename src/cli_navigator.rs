@@ -223,7 +223,7 @@ fn prepare(
 }
 
 /// Renders a layout and writes its mosaic (and tile recipes when asked).
-fn write_layout(model: &DiffusionModel, layout: Layout, args: &MosaicArgs) -> Result<()> {
+fn write_layout(model: &mut DiffusionModel, layout: Layout, args: &MosaicArgs) -> Result<()> {
     let started = Instant::now();
     let recipes: Vec<Recipe> = layout.tiles.iter().map(|t| t.recipe.clone()).collect();
     let style = MosaicStyle {
@@ -250,6 +250,7 @@ fn write_layout(model: &DiffusionModel, layout: Layout, args: &MosaicArgs) -> Re
     };
     let pictures = render_recipes(
         model,
+        &mut Vec::new(),
         &mut Resolver::new(),
         &mut TileCache::default(),
         &recipes,
@@ -338,7 +339,7 @@ pub fn plane(model_dir: &Path, args: &PlaneArgs) -> Result<()> {
     };
     spec.validate()?;
     let noise_seed = args.noise_seed.unwrap_or(args.seed);
-    let (model, template) = prepare(model_dir, &args.sampling, noise_seed)?;
+    let (mut model, template) = prepare(model_dir, &args.sampling, noise_seed)?;
     let mut layout = navigator::plane_layout(&template, &spec)?;
 
     // Say where the second prompt lies: the plane passes through it, off the u axis.
@@ -350,7 +351,7 @@ pub fn plane(model_dir: &Path, args: &PlaneArgs) -> Result<()> {
         let (u, v) = (format_value(u), format_value(v));
         layout.title += &format!("; {} at ({u}, {v})", describe(b));
     }
-    write_layout(&model, layout, &args.mosaic)
+    write_layout(&mut model, layout, &args.mosaic)
 }
 
 /// Runs `interconcept line`.
@@ -365,9 +366,9 @@ pub fn line(model_dir: &Path, args: &LineArgs) -> Result<()> {
         columns: args.columns,
     };
     spec.validate()?;
-    let (model, template) = prepare(model_dir, &args.sampling, args.seed)?;
+    let (mut model, template) = prepare(model_dir, &args.sampling, args.seed)?;
     let layout = navigator::line_layout(&template, &spec)?;
-    write_layout(&model, layout, &args.mosaic)
+    write_layout(&mut model, layout, &args.mosaic)
 }
 
 /// Runs `interconcept sample`.
@@ -380,7 +381,7 @@ pub fn sample(model_dir: &Path, args: &SampleArgs) -> Result<()> {
         columns: args.columns,
     };
     spec.validate()?;
-    let (model, template) = prepare(model_dir, &args.sampling, args.seed)?;
+    let (mut model, template) = prepare(model_dir, &args.sampling, args.seed)?;
     let layout = navigator::sample_layout(&template, &spec)?;
-    write_layout(&model, layout, &args.mosaic)
+    write_layout(&mut model, layout, &args.mosaic)
 }

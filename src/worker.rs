@@ -14,9 +14,13 @@ use candle_core::{Device, Tensor};
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 
 use crate::engine::EngineError;
-use crate::engine::model::DiffusionModel;
+use crate::engine::model::{Component, DiffusionModel, ModelId};
 use crate::engine::pipeline::{self, Picture, SamplingParams};
+use crate::engine::scoring::{ConceptScorer, scorer_for};
+use crate::engine::space::{ConceptPoint, Resolver, default_batch_size};
+use crate::engine::surgery::{ModuleCatalog, WeightEdit, apply_edits, catalog};
 use crate::engine::variant::Variant;
+use crate::navigator::{TileCache, render_recipes};
 use crate::recipe::Recipe;
 
 /// Identifies a job and every event it causes.
@@ -31,12 +35,67 @@ const EVENT_QUEUE: usize = 256;
 /// One picture to make.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerateJob {
-    /// The prompt; empty for unconditional generation.
+    /// The prompt; empty for unconditional generation. With a `point`, the prompt the point is
+    /// anchored at.
     pub prompt: String,
     /// Seed of the initial noise.
     pub seed: u64,
     /// Steps, guidance, sampler, size.
     pub params: SamplingParams,
+    /// Where in concept space; `None` is the prompt's own point.
+    pub point: Option<Box<ConceptPoint>>,
+    /// Edits to the weights, applied (to the loaded weights) before the picture is made.
+    pub edits: Vec<WeightEdit>,
+}
+
+impl GenerateJob {
+    /// A picture of a prompt's own point on the loaded weights.
+    pub fn prompt(prompt: impl Into<String>, seed: u64, params: SamplingParams) -> Self {
+        Self {
+            prompt: prompt.into(),
+            seed,
+            params,
+            point: None,
+            edits: Vec::new(),
+        }
+    }
+}
+
+/// Which grid a [`TilesJob`] fills. Each lane supersedes only its own jobs, so a navigator
+/// fill and a module sweep can be on the way together (they take turns on the one thread).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// The navigator's plane, line and random gallery.
+    Navigator,
+    /// The alien-minds panel's fading sequences.
+    Sequence,
+    /// The alien-minds panel's module sweeps.
+    Sweep,
+}
+
+impl Lane {
+    /// Every lane.
+    pub const ALL: [Lane; 3] = [Lane::Navigator, Lane::Sequence, Lane::Sweep];
+
+    fn index(self) -> usize {
+        match self {
+            Lane::Navigator => 0,
+            Lane::Sequence => 1,
+            Lane::Sweep => 2,
+        }
+    }
+}
+
+/// Many pictures, each given by its whole recipe (prompt or point, noise, sampling, edits),
+/// made in batches and reported one [`Event::Tile`] at a time, in the order they finish.
+#[derive(Debug, Clone)]
+pub struct TilesJob {
+    /// Which grid they fill.
+    pub lane: Lane,
+    /// The pictures to make; their model must be the loaded one.
+    pub recipes: Vec<Recipe>,
+    /// Score every tile with the model's concept scorer, when it has one.
+    pub score: bool,
 }
 
 /// Work for the worker.
@@ -46,10 +105,15 @@ pub enum Job {
     LoadModel(PathBuf),
     /// Make one picture, streaming previews.
     Generate(GenerateJob),
+    /// Make many pictures, a tile at a time.
+    Tiles(TilesJob),
     /// Panic on purpose: lets tests check that the worker survives.
     #[doc(hidden)]
     Crash,
 }
+
+/// Kinds of jobs that supersede each other: loads, pictures, and one per [`Lane`].
+const KINDS: usize = 2 + Lane::ALL.len();
 
 impl Job {
     /// Jobs of the same kind supersede each other.
@@ -57,6 +121,7 @@ impl Job {
         match self {
             Job::LoadModel(_) => 0,
             Job::Generate(_) | Job::Crash => 1,
+            Job::Tiles(job) => 2 + job.lane.index(),
         }
     }
 }
@@ -74,10 +139,6 @@ pub struct Frame {
 
 /// What the worker reports.
 #[derive(Debug, Clone)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "a few events per picture; boxing the finished recipe would buy nothing measurable"
-)]
 pub enum Event {
     /// A model is loaded and ready.
     ModelLoaded {
@@ -89,6 +150,12 @@ pub enum Event {
         default_size: usize,
         /// Which Stable Diffusion it is (the Turbo models want other step and guidance defaults).
         variant: Variant,
+        /// Its identity, for the recipes the GUI writes.
+        model: ModelId,
+        /// The modules of its text encoder, UNet and VAE, in [`Component::ALL`] order.
+        catalogs: Arc<Vec<ModuleCatalog>>,
+        /// The concepts its pictures can be scored for (empty: no scorer).
+        score_labels: Vec<String>,
     },
     /// Step `step` of `num_steps` is done.
     Progress {
@@ -117,6 +184,28 @@ pub enum Event {
         /// Wall time of the job.
         elapsed_ms: u64,
     },
+    /// One picture of a [`TilesJob`].
+    Tile {
+        /// The job.
+        id: JobId,
+        /// Which of the job's recipes.
+        index: usize,
+        /// The picture.
+        picture: Picture,
+        /// Its recipe (with `non_finite` set when the model blew up).
+        recipe: Box<Recipe>,
+        /// Its probability per score label, when scoring was asked for and is available.
+        scores: Option<Vec<f32>>,
+    },
+    /// Every tile of a [`TilesJob`] has been reported.
+    TilesDone {
+        /// The job.
+        id: JobId,
+        /// Tiles made (cached ones included).
+        count: usize,
+        /// Wall time of the job.
+        elapsed_ms: u64,
+    },
     /// The job was superseded by a newer one.
     Cancelled {
         /// The job.
@@ -129,6 +218,33 @@ pub enum Event {
         /// What went wrong.
         error: String,
     },
+}
+
+impl Event {
+    /// The job the event belongs to.
+    pub fn id(&self) -> JobId {
+        match self {
+            Event::ModelLoaded { id, .. }
+            | Event::Progress { id, .. }
+            | Event::Preview { id, .. }
+            | Event::Finished { id, .. }
+            | Event::Tile { id, .. }
+            | Event::TilesDone { id, .. }
+            | Event::Cancelled { id }
+            | Event::Failed { id, .. } => *id,
+        }
+    }
+
+    /// Whether this is the last event of its job.
+    pub fn ends_job(&self) -> bool {
+        matches!(
+            self,
+            Event::Finished { .. }
+                | Event::TilesDone { .. }
+                | Event::Cancelled { .. }
+                | Event::Failed { .. }
+        )
+    }
 }
 
 /// The GUI's side of the worker.
@@ -146,7 +262,7 @@ pub struct Worker {
 /// State both sides read.
 struct Shared {
     /// The newest job id of each kind: a running job older than this is cancelled.
-    latest: [AtomicU64; 2],
+    latest: [AtomicU64; KINDS],
     /// Called after each event so the GUI wakes up.
     wake: Box<dyn Fn() + Send + Sync>,
     default_model: PathBuf,
@@ -160,7 +276,7 @@ impl Worker {
         let (jobs, jobs_rx) = bounded(JOB_QUEUE);
         let (events_tx, events) = bounded(EVENT_QUEUE);
         let shared = Arc::new(Shared {
-            latest: [AtomicU64::new(0), AtomicU64::new(0)],
+            latest: std::array::from_fn(|_| AtomicU64::new(0)),
             wake,
             default_model: model_dir,
             device,
@@ -228,6 +344,105 @@ impl Worker {
     }
 }
 
+/// What the worker thread keeps between jobs.
+struct State {
+    model: Option<DiffusionModel>,
+    model_dir: PathBuf,
+    /// The edits the model's weights hold now.
+    applied: Vec<WeightEdit>,
+    /// Pictures of tile jobs already made (their recipes include the model and edits).
+    cache: TileCache,
+    /// Prompt encodings of the loaded, unedited text encoder.
+    resolver: Resolver,
+    scorer: Option<Box<dyn ConceptScorer>>,
+}
+
+impl State {
+    fn new(model_dir: PathBuf) -> Self {
+        Self {
+            model: None,
+            model_dir,
+            applied: Vec::new(),
+            cache: TileCache::default(),
+            resolver: Resolver::new(),
+            scorer: None,
+        }
+    }
+
+    /// Takes a freshly loaded model: everything remembered of the last one goes.
+    fn adopt(&mut self, model: DiffusionModel, dir: PathBuf) {
+        self.scorer = scorer_for(&model);
+        self.model = Some(model);
+        self.model_dir = dir;
+        self.applied.clear();
+        self.cache = TileCache::default();
+        self.resolver = Resolver::new();
+    }
+
+    /// The model, loading the last folder again when there is none (after a panic).
+    fn model(
+        &mut self,
+        shared: &Shared,
+        id: JobId,
+        send: &dyn Fn(Event),
+    ) -> Result<&mut DiffusionModel, JobError> {
+        if self.model.is_none() {
+            let dir = self.model_dir.clone();
+            let m = load(&dir, &shared.device)?;
+            let scorer = scorer_for(&m);
+            send(loaded_event(id, &m, scorer.as_deref()));
+            self.adopt(m, dir);
+            self.scorer = scorer;
+        }
+        self.model
+            .as_mut()
+            .ok_or_else(|| JobError::Failed("no model is loaded".into()))
+    }
+
+    /// Makes the weights hold exactly `edits`; nothing is touched when they already do.
+    fn set_edits(&mut self, edits: &[WeightEdit]) -> Result<(), JobError> {
+        if self.applied == edits {
+            return Ok(());
+        }
+        let Some(model) = self.model.as_mut() else {
+            return Err(JobError::Failed("no model is loaded".into()));
+        };
+        let text_changes =
+            |list: &[WeightEdit]| list.iter().any(|e| e.touches(Component::TextEncoder));
+        if text_changes(&self.applied) || text_changes(edits) {
+            self.resolver = Resolver::new();
+        }
+        // Whatever happens next, the weights may no longer be the old ones.
+        self.applied = vec![];
+        let result = apply_edits(model, edits);
+        if result.is_err() {
+            // A refused list changes nothing, but a failure half-way leaves the weights
+            // unknown: go back to the loaded ones.
+            apply_edits(model, &[])?;
+        } else {
+            self.applied = edits.to_vec();
+        }
+        result.map(|_| ()).map_err(JobError::from)
+    }
+}
+
+fn loaded_event(id: JobId, m: &DiffusionModel, scorer: Option<&dyn ConceptScorer>) -> Event {
+    Event::ModelLoaded {
+        id,
+        name: m.id.name.clone(),
+        default_size: m.default_size,
+        variant: m.variant,
+        model: m.id.clone(),
+        catalogs: Arc::new(
+            Component::ALL
+                .iter()
+                .map(|&component| catalog(m, component))
+                .collect(),
+        ),
+        score_labels: scorer.map(|s| s.labels().to_vec()).unwrap_or_default(),
+    }
+}
+
 /// The worker thread's loop.
 ///
 /// Each job runs under `catch_unwind`: a panic (a bug, or an assertion deep in candle) becomes a
@@ -235,8 +450,7 @@ impl Worker {
 /// edit could leave it half changed, and the next job starts afresh by loading the last model
 /// folder again.
 fn run(shared: &Shared, jobs: &Receiver<(JobId, Job)>, events: &Sender<Event>) {
-    let mut model: Option<DiffusionModel> = None;
-    let mut model_dir = shared.default_model.clone();
+    let mut state = State::new(shared.default_model.clone());
     let send = |event: Event| {
         // A full queue drops previews rather than blocking the worker.
         let blocking = !matches!(event, Event::Preview { .. } | Event::Progress { .. });
@@ -256,14 +470,14 @@ fn run(shared: &Shared, jobs: &Receiver<(JobId, Job)>, events: &Sender<Event>) {
         }
         let started = Instant::now();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run_job(shared, id, job, &mut model, &mut model_dir, &send, started)
+            run_job(shared, id, job, &mut state, &send, started)
         }));
         match outcome {
             Ok(Ok(())) => {}
             Ok(Err(JobError::Cancelled)) => send(Event::Cancelled { id }),
             Ok(Err(JobError::Failed(error))) => send(Event::Failed { id, error }),
             Err(_) => {
-                model = None;
+                state = State::new(state.model_dir.clone());
                 tracing::error!(id, "a job panicked; the model will be loaded again");
                 send(Event::Failed {
                     id,
@@ -274,40 +488,34 @@ fn run(shared: &Shared, jobs: &Receiver<(JobId, Job)>, events: &Sender<Event>) {
     }
 }
 
-/// Runs one job; `model` and `model_dir` are the worker's state across jobs.
+/// Runs one job over the worker's state.
 fn run_job(
     shared: &Shared,
     id: JobId,
     job: Job,
-    model: &mut Option<DiffusionModel>,
-    model_dir: &mut PathBuf,
+    state: &mut State,
     send: &dyn Fn(Event),
     started: Instant,
 ) -> Result<(), JobError> {
-    let loaded = |m: &DiffusionModel| Event::ModelLoaded {
-        id,
-        name: m.id.name.clone(),
-        default_size: m.default_size,
-        variant: m.variant,
-    };
+    let kind = job.kind();
+    let is_stale = || shared.latest[kind].load(Ordering::SeqCst) > id;
     match job {
         Job::LoadModel(dir) => {
             let m = load(&dir, &shared.device)?;
-            send(loaded(&m));
-            *model = Some(m);
-            *model_dir = dir;
+            let scorer = scorer_for(&m);
+            send(loaded_event(id, &m, scorer.as_deref()));
+            state.adopt(m, dir);
+            state.scorer = scorer;
             Ok(())
         }
         Job::Generate(job) => {
-            if model.is_none() {
-                let m = load(model_dir, &shared.device)?;
-                send(loaded(&m));
-                *model = Some(m);
-            }
-            match model {
-                Some(m) => generate(m, id, &job, shared, send, started),
-                None => Err(JobError::Failed("no model is loaded".into())),
-            }
+            state.model(shared, id, send)?;
+            state.set_edits(&job.edits)?;
+            generate(state, id, &job, &is_stale, send, started)
+        }
+        Job::Tiles(job) => {
+            state.model(shared, id, send)?;
+            tiles(state, id, job, &is_stale, send, started)
         }
         Job::Crash => panic!("crash requested"),
     }
@@ -341,22 +549,36 @@ fn load(dir: &std::path::Path, device: &Device) -> Result<DiffusionModel, String
 }
 
 fn generate(
-    model: &DiffusionModel,
+    state: &mut State,
     id: JobId,
     job: &GenerateJob,
-    shared: &Shared,
+    is_stale: &dyn Fn() -> bool,
     send: &dyn Fn(Event),
     started: Instant,
 ) -> Result<(), JobError> {
-    let run = || -> Result<Picture, EngineError> {
+    let State {
+        model: Some(model),
+        resolver,
+        ..
+    } = state
+    else {
+        return Err(JobError::Failed("no model is loaded".into()));
+    };
+    let model: &DiffusionModel = model;
+    let mut run = || -> Result<Picture, EngineError> {
         pipeline::validate(model, &job.params)?;
-        let (conditioning, _) = model.encode_prompts(&[job.prompt.as_str()])?;
+        let conditioning = match &job.point {
+            Some(point) => resolver.resolve(model, point)?,
+            None => resolver.prompt(model, &job.prompt)?,
+        }
+        .unsqueeze(0)
+        .map_err(|e| EngineError::InvalidRequest(format!("conditioning: {e}")))?;
         let initial = pipeline::initial_noise(model, job.seed, &job.params)?;
 
         // The first preview is the noise itself, so the picture appears at once.
         send_preview(model, id, &initial, send);
         let mut on_step = |p: &pipeline::StepProgress| {
-            if shared.latest[1].load(Ordering::SeqCst) > id {
+            if is_stale() {
                 return false;
             }
             send(Event::Progress {
@@ -382,6 +604,8 @@ fn generate(
     let picture = run()?;
     let recipe = Recipe {
         non_finite: picture.non_finite,
+        point: job.point.clone(),
+        edits: job.edits.clone(),
         ..Recipe::for_prompt(
             model.id.clone(),
             job.prompt.clone(),
@@ -393,6 +617,91 @@ fn generate(
         id,
         picture,
         recipe,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    });
+    Ok(())
+}
+
+/// Makes a [`TilesJob`]'s pictures in batches, a tile event each, and scores them.
+fn tiles(
+    state: &mut State,
+    id: JobId,
+    job: TilesJob,
+    is_stale: &dyn Fn() -> bool,
+    send: &dyn Fn(Event),
+    started: Instant,
+) -> Result<(), JobError> {
+    let State {
+        model: Some(model),
+        applied,
+        cache,
+        resolver,
+        scorer,
+        ..
+    } = state
+    else {
+        return Err(JobError::Failed("no model is loaded".into()));
+    };
+    if let Some(other) = job.recipes.iter().find(|r| r.model != model.id) {
+        return Err(JobError::Failed(format!(
+            "a tile was asked of model {} but {} is loaded",
+            other.model.name, model.id.name
+        )));
+    }
+    let Some(first) = job.recipes.first() else {
+        send(Event::TilesDone {
+            id,
+            count: 0,
+            elapsed_ms: 0,
+        });
+        return Ok(());
+    };
+    let batch = default_batch_size(model, &first.sampling);
+    let total = job.recipes.len();
+    let scorer = if job.score { scorer.as_deref() } else { None };
+    let mut done = 0;
+    let mut on_tile = |index: usize, picture: &Picture| {
+        if is_stale() {
+            return false;
+        }
+        let scores = scorer.and_then(|s| match s.scores(std::slice::from_ref(picture)) {
+            Ok(mut rows) => rows.pop(),
+            Err(error) => {
+                tracing::warn!("tile not scored: {error}");
+                None
+            }
+        });
+        let recipe = Recipe {
+            non_finite: picture.non_finite,
+            ..job.recipes[index].clone()
+        };
+        done += 1;
+        send(Event::Tile {
+            id,
+            index,
+            picture: picture.clone(),
+            recipe: Box::new(recipe),
+            scores,
+        });
+        send(Event::Progress {
+            id,
+            step: done,
+            num_steps: total,
+        });
+        true
+    };
+    render_recipes(
+        model,
+        applied,
+        resolver,
+        cache,
+        &job.recipes,
+        batch,
+        &mut on_tile,
+    )?;
+    send(Event::TilesDone {
+        id,
+        count: total,
         elapsed_ms: started.elapsed().as_millis() as u64,
     });
     Ok(())

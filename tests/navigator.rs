@@ -356,7 +356,7 @@ fn a_picture_made_in_a_batch_equals_the_picture_made_alone() {
 
 #[test]
 fn repeated_recipes_come_from_the_cache() {
-    let model = model();
+    let mut model = model();
     let params = SamplingParams {
         num_steps: 2,
         guidance_scale: 4.0,
@@ -368,8 +368,10 @@ fn repeated_recipes_come_from_the_cache() {
     let b = Recipe::for_prompt(model.id.clone(), "a dress", 2, params);
     let mut cache = TileCache::default();
     let mut resolver = Resolver::new();
+    let mut applied = Vec::new();
     let first = render_recipes(
-        &model,
+        &mut model,
+        &mut applied,
         &mut resolver,
         &mut cache,
         &[a.clone(), b.clone(), a.clone()],
@@ -381,7 +383,8 @@ fn repeated_recipes_come_from_the_cache() {
     assert_eq!((cache.len(), cache.hits()), (2, 0));
     let mut calls = 0;
     let again = render_recipes(
-        &model,
+        &mut model,
+        &mut applied,
         &mut resolver,
         &mut cache,
         &[b, a],
@@ -439,4 +442,57 @@ fn bad_input_is_one_line_of_error() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
     assert!(!Path::new(out).exists());
+}
+
+#[test]
+fn tiles_with_different_edits_match_single_pictures_with_those_edits() {
+    use interconcept::engine::surgery::{WeightEdit, apply_edits};
+    let mut model = model();
+    let params = SamplingParams {
+        num_steps: 2,
+        guidance_scale: 4.0,
+        sampler: SamplerKind::Ddim,
+        width: model.default_size,
+        height: model.default_size,
+    };
+    let plain = Recipe::for_prompt(model.id.clone(), "a bag", 5, params.clone());
+    let knocked = Recipe {
+        edits: vec![WeightEdit::Knockout {
+            component: interconcept::engine::model::Component::Unet,
+            module: "mid_block.resnets.0.conv1".into(),
+        }],
+        ..plain.clone()
+    };
+    let noisy = Recipe {
+        edits: vec![WeightEdit::MixNoise {
+            percent: 30.0,
+            seed: 2,
+            components: vec![interconcept::engine::model::Component::TextEncoder],
+        }],
+        ..plain.clone()
+    };
+    let recipes = [plain.clone(), knocked.clone(), noisy.clone(), plain.clone()];
+    let mut applied = Vec::new();
+    let tiles = render_recipes(
+        &mut model,
+        &mut applied,
+        &mut Resolver::new(),
+        &mut TileCache::default(),
+        &recipes,
+        64,
+        &mut |_, _| true,
+    )
+    .unwrap();
+    assert_eq!(applied, noisy.edits, "the last group's edits are held");
+
+    for (recipe, tile) in recipes.iter().zip(&tiles) {
+        apply_edits(&mut model, &recipe.edits).unwrap();
+        let alone = render_recipe(&model, recipe).unwrap();
+        assert_same(&alone.rgb, &tile.rgb, &format!("edits {:?}", recipe.edits));
+    }
+    assert_ne!(tiles[0].rgb, tiles[1].rgb, "a knockout changes the picture");
+    assert_ne!(
+        tiles[0].rgb, tiles[2].rgb,
+        "text-encoder noise changes the picture"
+    );
 }

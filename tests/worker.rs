@@ -22,35 +22,25 @@ fn spawn() -> Worker {
 }
 
 fn job(prompt: &str, seed: u64, num_steps: usize, sampler: SamplerKind) -> GenerateJob {
-    GenerateJob {
-        prompt: prompt.to_string(),
+    GenerateJob::prompt(
+        prompt,
         seed,
-        params: SamplingParams {
+        SamplingParams {
             num_steps,
             guidance_scale: 4.0,
             sampler,
             width: SIDE,
             height: SIDE,
         },
-    }
+    )
 }
 
 fn event_id(event: &Event) -> JobId {
-    match event {
-        Event::ModelLoaded { id, .. }
-        | Event::Progress { id, .. }
-        | Event::Preview { id, .. }
-        | Event::Finished { id, .. }
-        | Event::Cancelled { id }
-        | Event::Failed { id, .. } => *id,
-    }
+    event.id()
 }
 
 fn is_end(event: &Event) -> bool {
-    matches!(
-        event,
-        Event::Finished { .. } | Event::Cancelled { .. } | Event::Failed { .. }
-    )
+    event.ends_job()
 }
 
 /// Every event until job `id` ends, of any job, in arrival order; the last one ends `id`.
@@ -297,4 +287,162 @@ fn a_bad_model_folder_fails_and_keeps_the_loaded_model() {
     let (after, recipe_after) = expect_finished(&end);
     assert_eq!(recipe_after.model, recipe_before.model);
     assert!(after.rgb == before.rgb, "the same job made another picture");
+}
+
+/// The loaded model's identity, from the load event of a fresh worker.
+fn loaded_model(worker: &mut Worker) -> (interconcept::engine::model::ModelId, Vec<String>) {
+    let id = worker
+        .submit(Job::LoadModel(embedded_model_dir()))
+        .expect("the worker takes the load");
+    let event = loop {
+        match worker.recv_timeout(WAIT) {
+            Some(event) if event_id(&event) == id => break event,
+            Some(_) => {}
+            None => panic!("the model did not load within {WAIT:?}"),
+        }
+    };
+    match event {
+        Event::ModelLoaded {
+            model,
+            score_labels,
+            catalogs,
+            ..
+        } => {
+            assert_eq!(catalogs.len(), 3, "text encoder, UNet and VAE catalogs");
+            assert!(catalogs[1].modules.len() > 10, "the UNet has modules");
+            (model, score_labels)
+        }
+        other => panic!("expected ModelLoaded, got {other:?}"),
+    }
+}
+
+fn tile_recipe(model: &interconcept::engine::model::ModelId, prompt: &str, seed: u64) -> Recipe {
+    Recipe::for_prompt(
+        model.clone(),
+        prompt,
+        seed,
+        SamplingParams {
+            num_steps: 4,
+            guidance_scale: 4.0,
+            sampler: SamplerKind::Ddim,
+            width: SIDE,
+            height: SIDE,
+        },
+    )
+}
+
+#[test]
+fn a_tiles_job_reports_every_tile_scored_and_equal_to_its_single_picture() {
+    use interconcept::worker::{Lane, TilesJob};
+    let mut worker = spawn();
+    let (model, labels) = loaded_model(&mut worker);
+    assert_eq!(
+        labels.len(),
+        10,
+        "the embedded model declares its concept meter"
+    );
+
+    let mut knocked = tile_recipe(&model, "a sneaker", 3);
+    knocked.edits = vec![interconcept::engine::surgery::WeightEdit::Knockout {
+        component: interconcept::engine::model::Component::Unet,
+        module: "mid_block".into(),
+    }];
+    let recipes = vec![
+        tile_recipe(&model, "a sneaker", 1),
+        tile_recipe(&model, "a bag", 2),
+        knocked.clone(),
+    ];
+    let id = worker
+        .submit(Job::Tiles(TilesJob {
+            lane: Lane::Navigator,
+            recipes: recipes.clone(),
+            score: true,
+        }))
+        .unwrap();
+    let events = events_until_end(&worker, id);
+    assert!(matches!(
+        events.last(),
+        Some(Event::TilesDone { count: 3, .. })
+    ));
+    let mut seen = [false; 3];
+    for event in &events {
+        if let Event::Tile {
+            index,
+            recipe,
+            scores,
+            picture,
+            ..
+        } = event
+        {
+            seen[*index] = true;
+            assert_eq!(**recipe, recipes[*index]);
+            let scores = scores.as_ref().expect("tiles are scored");
+            assert_eq!(scores.len(), 10);
+            assert!((scores.iter().sum::<f32>() - 1.0).abs() < 1e-3);
+            assert_eq!((picture.width, picture.height), (SIDE, SIDE));
+        }
+    }
+    assert_eq!(seen, [true; 3]);
+
+    // A single picture with the same edits after the tiles gives the same bytes, and one
+    // without them afterwards is the plain picture again (the edits were undone).
+    let tile_of = |events: &[Event], which: usize| {
+        events
+            .iter()
+            .find_map(|e| match e {
+                Event::Tile { index, picture, .. } if *index == which => Some(picture.clone()),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let mut single = job("a sneaker", 3, 4, SamplerKind::Ddim);
+    single.edits = knocked.edits.clone();
+    let id = worker.submit(Job::Generate(single.clone())).unwrap();
+    let end = end_of(&worker, id);
+    let (picture, recipe) = expect_finished(&end);
+    assert_eq!(picture.rgb, tile_of(&events, 2).rgb);
+    assert_eq!(recipe.edits, knocked.edits);
+    single.edits.clear();
+    single.seed = 1;
+    let id = worker.submit(Job::Generate(single)).unwrap();
+    let end = end_of(&worker, id);
+    assert_eq!(expect_finished(&end).0.rgb, tile_of(&events, 0).rgb);
+}
+
+#[test]
+fn tiles_of_another_model_are_refused_and_a_newer_tiles_job_supersedes() {
+    use interconcept::worker::{Lane, TilesJob};
+    let mut worker = spawn();
+    let (model, _) = loaded_model(&mut worker);
+    let mut stranger = model.clone();
+    stranger.weights_hash = "not this one".into();
+    let id = worker
+        .submit(Job::Tiles(TilesJob {
+            lane: Lane::Sweep,
+            recipes: vec![tile_recipe(&stranger, "a coat", 1)],
+            score: false,
+        }))
+        .unwrap();
+    assert!(expect_failed(&end_of(&worker, id)).contains("model"));
+
+    let many: Vec<Recipe> = (0..64).map(|s| tile_recipe(&model, "a coat", s)).collect();
+    let old = worker
+        .submit(Job::Tiles(TilesJob {
+            lane: Lane::Sweep,
+            recipes: many,
+            score: false,
+        }))
+        .unwrap();
+    let new = worker
+        .submit(Job::Tiles(TilesJob {
+            lane: Lane::Sweep,
+            recipes: vec![tile_recipe(&model, "a dress", 1)],
+            score: false,
+        }))
+        .unwrap();
+    assert!(matches!(end_of(&worker, old), Event::Cancelled { .. }));
+    assert!(matches!(
+        end_of(&worker, new),
+        Event::TilesDone { count: 1, .. }
+    ));
 }

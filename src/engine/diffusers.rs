@@ -28,6 +28,8 @@ struct Extras {
     /// A display name; the folder name otherwise.
     name: Option<String>,
     latent_rgb: Option<LatentRgb>,
+    /// The concept meter the model's pictures can be scored with (see `engine::scoring`).
+    concept_meter: Option<String>,
 }
 
 /// The weight file of a component in a model folder.
@@ -195,6 +197,7 @@ pub fn read(dir: &Path, dtype: DType, device: &Device) -> Result<ModelParts> {
         schedule,
         tokenizer,
         latent_rgb: extras.latent_rgb,
+        concept_meter: extras.concept_meter,
         stores: [text_store, unet_store, vae_store],
         weights_hash: hasher.finalize().to_hex()[..32].to_string(),
     })

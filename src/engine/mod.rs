@@ -15,6 +15,7 @@ pub mod npy;
 pub mod pipeline;
 pub mod preview;
 pub mod scheduler;
+pub mod scoring;
 pub mod single_file;
 pub mod source;
 pub mod space;

@@ -116,6 +116,8 @@ pub struct DiffusionModel {
     pub stores: Vec<(Component, WeightStore)>,
     /// Where tensors live.
     pub device: Device,
+    /// The concept meter the model declares (see [`super::scoring`]).
+    pub concept_meter: Option<String>,
 }
 
 /// Everything a model is made of, read from disk, before candle's modules are built over it.
@@ -145,6 +147,8 @@ pub struct ModelParts {
     pub tokenizer: ClipTokenizer,
     /// A latent-to-RGB projection for previews, if the model ships one.
     pub latent_rgb: Option<LatentRgb>,
+    /// The concept meter the model declares, if any.
+    pub concept_meter: Option<String>,
     /// The weights of the text encoder, UNet and VAE, in [`Component::ALL`] order.
     pub stores: [WeightStore; 3],
     /// BLAKE3 of the weight files (hex, first 16 bytes).
@@ -183,6 +187,7 @@ impl DiffusionModel {
             schedule,
             tokenizer,
             latent_rgb,
+            concept_meter,
             stores: [text_store, unet_store, vae_store],
             weights_hash,
         } = parts;
@@ -265,6 +270,7 @@ impl DiffusionModel {
                 (Component::Vae, vae_store),
             ],
             device: device.clone(),
+            concept_meter,
         })
     }
 

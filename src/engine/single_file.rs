@@ -161,6 +161,7 @@ pub fn read(path: &Path, dtype: DType, device: &Device) -> Result<ModelParts> {
         schedule,
         tokenizer,
         latent_rgb: None,
+        concept_meter: None,
         stores,
         weights_hash: hasher.finalize().to_hex()[..32].to_string(),
     })

@@ -8,6 +8,9 @@ use super::Action;
 use super::dialogs::{DialogOutcome, Dialogs};
 use super::generate_panel::generate_panel_ui;
 use super::jobs::{JobTracker, Outcome, Status};
+use super::minds_panel::MindsPanel;
+use super::navigator_panel::NavigatorPanel;
+use super::panels::{PanelContext, Request, Tab};
 use super::picture_view::{PictureView, Shown, ShownKind};
 use super::result_panel::{Notice, result_panel_ui, status_line_ui, status_text, toolbar_ui};
 use super::settings::{GenerateSettings, STORAGE_KEY};
@@ -19,6 +22,9 @@ use crate::worker::{Frame, Job, Worker};
 /// burst of previews cannot stall drawing.
 const MAX_EVENTS_PER_FRAME: usize = 64;
 
+/// The key under which eframe stores the open tab.
+const TAB_KEY: &str = "interconcept.tab";
+
 /// The width of the generate panel, in points.
 const GENERATE_PANEL_WIDTH: f32 = 300.0;
 
@@ -26,6 +32,8 @@ const GENERATE_PANEL_WIDTH: f32 = 300.0;
 pub struct ExplorerApp {
     /// Persisted between runs.
     settings: GenerateSettings,
+    /// The open tab, persisted between runs.
+    tab: Tab,
 
     // Runtime handles and state, never persisted.
     worker: Worker,
@@ -33,6 +41,8 @@ pub struct ExplorerApp {
     view: PictureView,
     dialogs: Dialogs,
     notice: Option<Notice>,
+    navigator: NavigatorPanel,
+    minds: MindsPanel,
 }
 
 /// What the picture area should show after a batch of events; only the newest counts.
@@ -58,13 +68,19 @@ impl ExplorerApp {
             .storage
             .and_then(|storage| eframe::get_value(storage, STORAGE_KEY))
             .unwrap_or_default();
+        let tab = cc
+            .storage
+            .and_then(|storage| eframe::get_value(storage, TAB_KEY))
+            .unwrap_or_default();
         let ctx = cc.egui_ctx.clone();
         let worker = Worker::spawn(
             model_dir.clone(),
             device,
             Box::new(move || ctx.request_repaint()),
         );
-        Self::with_worker(worker, model_dir, settings)
+        let mut app = Self::with_worker(worker, model_dir, settings);
+        app.tab = tab;
+        app
     }
 
     /// The app over a worker made elsewhere (tests make theirs); asks it to load `model_dir` at
@@ -77,11 +93,14 @@ impl ExplorerApp {
         }
         Self {
             settings,
+            tab: Tab::default(),
             worker,
             jobs,
             view: PictureView::default(),
             dialogs: Dialogs::default(),
             notice: None,
+            navigator: NavigatorPanel::default(),
+            minds: MindsPanel::default(),
         }
     }
 
@@ -125,11 +144,42 @@ impl ExplorerApp {
         self.jobs.is_loading() || self.jobs.is_generating()
     }
 
-    /// Sends the current settings to the worker as a new picture, superseding any in progress.
+    /// The open tab.
+    pub fn tab(&self) -> Tab {
+        self.tab
+    }
+
+    /// Opens a tab.
+    pub fn set_tab(&mut self, tab: Tab) {
+        self.tab = tab;
+    }
+
+    /// The navigator tab's state.
+    pub fn navigator(&self) -> &NavigatorPanel {
+        &self.navigator
+    }
+
+    /// The alien-minds tab's state.
+    pub fn minds(&self) -> &MindsPanel {
+        &self.minds
+    }
+
+    /// The alien-minds tab's state, for tests that prefill it.
+    pub fn minds_mut(&mut self) -> &mut MindsPanel {
+        &mut self.minds
+    }
+
+    /// Sends the current settings, with the alien-minds tab's edits, to the worker as a new
+    /// picture, superseding any in progress.
     pub fn generate(&mut self) {
-        let Some(job) = self.settings.to_job() else {
+        let Some(mut job) = self.settings.to_job() else {
             return;
         };
+        job.edits = self.minds.edits();
+        self.submit_generate(job);
+    }
+
+    fn submit_generate(&mut self, job: crate::worker::GenerateJob) {
         let num_steps = job.params.num_steps;
         self.notice = None;
         match self.worker.submit(Job::Generate(job)) {
@@ -155,6 +205,15 @@ impl ExplorerApp {
             };
             drained += 1;
             tracing::trace!(?drained, "worker event");
+            let id = event.id();
+            if self.navigator.owns(id) {
+                self.navigator.apply(ctx, event);
+                continue;
+            }
+            if self.minds.owns(id) {
+                self.minds.apply(ctx, event);
+                continue;
+            }
             match self.jobs.apply(event) {
                 Some(Outcome::ModelLoaded(model)) => {
                     self.settings
@@ -243,6 +302,31 @@ impl ExplorerApp {
         }
     }
 
+    /// Submits a panel's request: a picture goes to the picture tab's tracker (the panel does
+    /// not own it), tiles to the panel that asked.
+    fn submit_request(&mut self, from: Tab, request: Request) {
+        match request {
+            Request::Generate(job) => self.submit_generate(job),
+            Request::Tiles(job) => {
+                let submitted = self.worker.submit(crate::worker::Job::Tiles(job));
+                let id = match submitted {
+                    Ok(id) => Some(id),
+                    Err(error) => {
+                        self.notice = Some(Notice {
+                            text: error,
+                            is_error: true,
+                        });
+                        None
+                    }
+                };
+                match from {
+                    Tab::Navigator => self.navigator.started(id),
+                    Tab::Minds | Tab::Picture => self.minds.started(id),
+                }
+            }
+        }
+    }
+
     /// Whether the picture on screen is a finished one that can be saved or copied.
     fn can_export(&self) -> bool {
         let finished_on_screen = self
@@ -266,7 +350,13 @@ impl eframe::App for ExplorerApp {
         let dialog_open = self.dialogs.is_open();
 
         egui::Panel::top("toolbar").show(ui, |ui| {
-            actions.extend(toolbar_ui(ui, !dialog_open));
+            ui.horizontal(|ui| {
+                actions.extend(toolbar_ui(ui, !dialog_open));
+                ui.separator();
+                for tab in Tab::ALL {
+                    ui.selectable_value(&mut self.tab, tab, tab.title());
+                }
+            });
         });
         egui::Panel::bottom("status").show(ui, |ui| {
             status_line_ui(ui, &self.jobs, self.notice.as_ref());
@@ -277,17 +367,44 @@ impl eframe::App for ExplorerApp {
             .show(ui, |ui| {
                 actions.extend(generate_panel_ui(ui, &mut self.settings, can_generate));
             });
+        let mut requests = Vec::new();
+        let edits = self.minds.edits();
         egui::CentralPanel::default().show(ui, |ui| {
-            actions.extend(result_panel_ui(ui, &self.view, &self.jobs, can_export));
+            let cx = PanelContext {
+                model: self.jobs.model(),
+                settings: &self.settings,
+                edits: &edits,
+                dialog_open,
+            };
+            match self.tab {
+                Tab::Picture => {
+                    actions.extend(result_panel_ui(ui, &self.view, &self.jobs, can_export));
+                }
+                Tab::Navigator => {
+                    requests.extend(
+                        self.navigator
+                            .ui(ui, &cx)
+                            .into_iter()
+                            .map(|r| (Tab::Navigator, r)),
+                    );
+                }
+                Tab::Minds => {
+                    requests.extend(self.minds.ui(ui, &cx).into_iter().map(|r| (Tab::Minds, r)));
+                }
+            }
         });
 
         let ctx = ui.ctx().clone();
         for action in actions {
             self.act(&ctx, action);
         }
+        for (from, request) in requests {
+            self.submit_request(from, request);
+        }
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         eframe::set_value(storage, STORAGE_KEY, &self.settings);
+        eframe::set_value(storage, TAB_KEY, &self.tab);
     }
 }

@@ -4,7 +4,11 @@
 //! Pure state driven by worker events, with no egui in it, so its rules (stale events are
 //! dropped, a cancelled job is not an error) are tested without a window.
 
+use std::sync::Arc;
+
+use crate::engine::model::ModelId;
 use crate::engine::pipeline::Picture;
+use crate::engine::surgery::ModuleCatalog;
 use crate::engine::variant::Variant;
 use crate::recipe::Recipe;
 use crate::worker::{Event, Frame, JobId};
@@ -40,6 +44,12 @@ pub struct LoadedModel {
     pub default_size: usize,
     /// Which Stable Diffusion it is.
     pub variant: Variant,
+    /// Its identity, for recipes.
+    pub id: ModelId,
+    /// The modules of its text encoder, UNet and VAE, in `Component::ALL` order.
+    pub catalogs: Arc<Vec<ModuleCatalog>>,
+    /// The concepts its pictures can be scored for (empty: no scorer).
+    pub score_labels: Vec<String>,
 }
 
 /// A finished picture and what makes it again.
@@ -112,12 +122,17 @@ impl JobTracker {
     /// Applies one worker event; events of jobs that are no longer current are dropped.
     pub fn apply(&mut self, event: Event) -> Option<Outcome> {
         match event {
+            // A model also loads again after a crash, for whichever job came next: only a
+            // newer load that is still pending makes a load event stale.
             Event::ModelLoaded {
                 id,
                 name,
                 default_size,
                 variant,
-            } if self.is_current(id) => {
+                model,
+                catalogs,
+                score_labels,
+            } if self.load_job.is_none_or(|load| load == id) || self.is_current(id) => {
                 if self.load_job == Some(id) {
                     self.load_job = None;
                     if self.generate_job.is_none() {
@@ -128,6 +143,9 @@ impl JobTracker {
                     name,
                     default_size,
                     variant,
+                    id: model,
+                    catalogs,
+                    score_labels,
                 };
                 self.model = Some(model.clone());
                 Some(Outcome::ModelLoaded(model))
@@ -287,6 +305,13 @@ mod tests {
             name: "m".into(),
             default_size: 32,
             variant: Variant::Sd15,
+            model: ModelId {
+                name: "m".into(),
+                weights_hash: "0".into(),
+                variant: None,
+            },
+            catalogs: Arc::default(),
+            score_labels: Vec::new(),
         });
         assert!(matches!(outcome, Some(Outcome::ModelLoaded(m)) if m.default_size == 32));
         assert_eq!(jobs.status(), &Status::Ready);
@@ -298,6 +323,13 @@ mod tests {
             name: "n".into(),
             default_size: 64,
             variant: Variant::Sd15,
+            model: ModelId {
+                name: "n".into(),
+                weights_hash: "0".into(),
+                variant: None,
+            },
+            catalogs: Arc::default(),
+            score_labels: Vec::new(),
         });
         assert_eq!(jobs.status(), &Status::Generating);
         assert_eq!(jobs.model().map(|m| m.name.as_str()), Some("n"));

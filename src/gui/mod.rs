@@ -8,11 +8,17 @@
 //!   [`Action`]s.
 //! - [`picture_view`]: the one texture that previews and the finished picture update in place.
 //! - [`dialogs`]: native file dialogs, off the UI thread.
+//! - [`panels`]: the tabs ([`panels::Tab`]) and what they share; [`navigator_panel`] and
+//!   [`minds_panel`] draw the navigator and alien-minds tabs and ask for worker jobs as
+//!   [`panels::Request`]s.
 
 pub mod app;
 pub mod dialogs;
 pub mod generate_panel;
 pub mod jobs;
+pub mod minds_panel;
+pub mod navigator_panel;
+pub mod panels;
 pub mod picture_view;
 pub mod result_panel;
 pub mod settings;
@@ -22,6 +28,7 @@ use std::path::PathBuf;
 use candle_core::Device;
 
 pub use app::ExplorerApp;
+pub use panels::Tab;
 pub use settings::GenerateSettings;
 
 /// The window title, also the name eframe stores settings under.

@@ -80,17 +80,17 @@ impl GenerateSettings {
     /// wrong, so the rules live in one place.
     pub fn to_job(&self) -> Option<GenerateJob> {
         let [width, height] = self.size?;
-        Some(GenerateJob {
-            prompt: self.prompt.clone(),
-            seed: self.seed,
-            params: SamplingParams {
+        Some(GenerateJob::prompt(
+            self.prompt.clone(),
+            self.seed,
+            SamplingParams {
                 num_steps: self.num_steps,
                 guidance_scale: self.guidance_scale,
                 sampler: self.sampler,
                 width,
                 height,
             },
-        })
+        ))
     }
 }
 

@@ -2,9 +2,10 @@
 
 use std::collections::HashMap;
 
-use crate::engine::model::DiffusionModel;
+use crate::engine::model::{Component, DiffusionModel};
 use crate::engine::pipeline::Picture;
 use crate::engine::space::{RenderItem, Resolver, render_items, resolve_noise};
+use crate::engine::surgery::{WeightEdit, apply_edits};
 use crate::engine::{EngineError, Result};
 use crate::recipe::Recipe;
 
@@ -115,7 +116,8 @@ pub fn render_item(
     })
 }
 
-/// Makes the picture of one recipe, alone: what `interconcept replay` does.
+/// Makes the picture of one recipe, alone, with the model's weights as they are (`replay`
+/// applies the recipe's edits first): what `interconcept replay` does.
 pub fn render_recipe(model: &DiffusionModel, recipe: &Recipe) -> Result<Picture> {
     let item = render_item(model, &mut Resolver::new(), recipe)?;
     render_items(model, &[item], &recipe.sampling, 1, &mut |_, _| true)?
@@ -124,13 +126,20 @@ pub fn render_recipe(model: &DiffusionModel, recipe: &Recipe) -> Result<Picture>
 }
 
 /// Makes the pictures of many recipes: cached ones are taken from `cache`, the rest are made in
-/// batches of `batch_size` (recipes with equal sampling parameters batch together) and
-/// remembered. Each picture equals [`render_recipe`] of its recipe.
+/// batches of `batch_size` (recipes with equal sampling parameters and equal weight edits batch
+/// together) and remembered. Each picture equals [`render_recipe`] of its recipe.
+///
+/// `applied` is the list of edits the model's weights hold (empty for freshly loaded weights).
+/// Each group's edits are applied with [`apply_edits`] before it is made, unless they are the
+/// ones held already, and `applied` follows; callers that need the loaded weights back call
+/// `apply_edits(model, &[])`. The resolver is emptied whenever the text encoder is edited, so
+/// it only ever remembers encodings of the loaded text encoder.
 ///
 /// `on_tile(index, picture)` is called once per recipe as its picture is ready, cached ones
 /// first; it returns `false` to cancel.
 pub fn render_recipes(
-    model: &DiffusionModel,
+    model: &mut DiffusionModel,
+    applied: &mut Vec<WeightEdit>,
     resolver: &mut Resolver,
     cache: &mut TileCache,
     recipes: &[Recipe],
@@ -160,12 +169,33 @@ pub fn render_recipes(
         }
     }
 
-    // One group of equal sampling parameters at a time, in order of first appearance.
+    // One group of equal sampling parameters and edits at a time, in order of first
+    // appearance.
     while let Some(&first) = todo.first() {
         let params = recipes[first].sampling.clone();
-        let (group, rest): (Vec<usize>, Vec<usize>) =
-            todo.iter().partition(|&&i| recipes[i].sampling == params);
+        let edits = recipes[first].edits.as_slice();
+        let (group, rest): (Vec<usize>, Vec<usize>) = todo
+            .iter()
+            .partition(|&&i| recipes[i].sampling == params && recipes[i].edits == edits);
         todo = rest;
+        if applied.as_slice() != edits {
+            // The resolver's encodings hold for an unedited text encoder only.
+            let text_was_edited = model
+                .store(Component::TextEncoder)
+                .edited()
+                .next()
+                .is_some();
+            if text_was_edited || edits.iter().any(|e| e.touches(Component::TextEncoder)) {
+                *resolver = Resolver::new();
+            }
+            applied.clear();
+            if let Err(error) = apply_edits(model, edits) {
+                // Back to known weights: the loaded ones.
+                apply_edits(model, &[])?;
+                return Err(error);
+            }
+            *applied = edits.to_vec();
+        }
         let items = group
             .iter()
             .map(|&i| render_item(model, resolver, &recipes[i]))

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 use clap::{Args, ValueEnum};
 
@@ -15,14 +15,11 @@ use super::meter::{MeterTrainConfig, train_meter};
 use super::modules::{TrainTextEncoder, TrainUNet, TrainVae};
 use crate::engine::meter::ConceptMeter;
 use crate::engine::model::{DiffusionModel, embedded_model_dir};
-use crate::engine::pipeline::{self, Picture, SamplingParams};
+use crate::engine::pipeline::{self, SamplingParams};
 use crate::engine::scheduler::SamplerKind;
 use crate::engine::tokenizer::ClipTokenizer;
 
-/// The folder of the concept meter that ships with the program.
-pub fn embedded_meter_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/meter"))
-}
+pub use crate::engine::scoring::embedded_meter_dir;
 
 /// Which parts to train.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -146,7 +143,11 @@ pub fn train(args: &TrainArgs) -> Result<()> {
 
     let encoded = diffusion::encode_for_unet(&vae_map, &arch, &data, args.seed, &device)?;
     let (unet_map, text_map) = if args.stage == Stage::Export {
-        let unet = load_checkpoint(&args.work.join("unet.safetensors"), |vb| {
+        // Export the weight averages when the run kept them (runs before averaging did not).
+        let averaged = args.work.join("unet_ema.safetensors").is_file()
+            && args.work.join("text_encoder_ema.safetensors").is_file();
+        let suffix = if averaged { "_ema" } else { "" };
+        let unet = load_checkpoint(&args.work.join(format!("unet{suffix}.safetensors")), |vb| {
             TrainUNet::new(
                 vb,
                 arch.latent_channels,
@@ -155,9 +156,10 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             )
             .map(|_| ())
         })?;
-        let text = load_checkpoint(&args.work.join("text_encoder.safetensors"), |vb| {
-            TrainTextEncoder::new(vb.pp("text_model"), &arch.text_candle()).map(|_| ())
-        })?;
+        let text = load_checkpoint(
+            &args.work.join(format!("text_encoder{suffix}.safetensors")),
+            |vb| TrainTextEncoder::new(vb.pp("text_model"), &arch.text_candle()).map(|_| ()),
+        )?;
         (unet, text)
     } else {
         let (unet, text, report) =
@@ -235,20 +237,7 @@ pub struct ClassScore {
     pub total: usize,
 }
 
-/// Converts pictures to the meter's input, `[B, 3, H, W]` in [0, 1].
-pub fn pictures_to_tensor(pictures: &[Picture], device: &Device) -> Result<Tensor> {
-    let Some(first) = pictures.first() else {
-        bail!("no pictures");
-    };
-    let (w, h) = (first.width, first.height);
-    let mut data = Vec::with_capacity(pictures.len() * 3 * w * h);
-    for p in pictures {
-        for c in 0..3 {
-            data.extend((0..w * h).map(|i| f32::from(p.rgb[i * 3 + c]) / 255.0));
-        }
-    }
-    Ok(Tensor::from_vec(data, (pictures.len(), 3, h, w), device)?)
-}
+pub use crate::engine::scoring::pictures_to_tensor;
 
 /// Generates `seeds` pictures of each class prompt and asks the meter what they show.
 pub fn evaluate(

@@ -57,6 +57,9 @@ pub struct DiffusionTrainConfig {
     pub checkpoint_every: usize,
     /// Probability that a caption is replaced by the empty prompt.
     pub caption_dropout: f64,
+    /// Decay of the exponential moving average of the UNet and text encoder weights; the
+    /// average, not the last step's weights, is what gets exported.
+    pub ema_decay: f64,
 }
 
 impl Default for DiffusionTrainConfig {
@@ -75,6 +78,7 @@ impl Default for DiffusionTrainConfig {
             resume: false,
             checkpoint_every: 250,
             caption_dropout: 0.1,
+            ema_decay: 0.999,
         }
     }
 }
@@ -126,6 +130,69 @@ fn load_checkpoint(varmap: &mut VarMap, work_dir: &Path, stage: &str) -> Result<
         .and_then(serde_json::Value::as_u64)
         .map(|s| s as usize))
 }
+
+/// Exponential moving average of a `VarMap`'s weights, kept in a `VarMap` of the same names so
+/// that it saves, loads and exports like the weights themselves.
+struct Ema {
+    pairs: Vec<(candle_core::Var, candle_core::Var)>,
+    average: VarMap,
+    decay: f64,
+    updates: usize,
+}
+
+impl Ema {
+    /// Starts the average at the current weights.
+    fn new(weights: &VarMap, decay: f64) -> Result<Self> {
+        let average = VarMap::new();
+        let mut pairs = Vec::new();
+        {
+            let source = weights.data().lock().expect("weights lock");
+            let mut target = average.data().lock().expect("average lock");
+            let mut names: Vec<&String> = source.keys().collect();
+            names.sort();
+            for name in names {
+                let var = &source[name];
+                let copy = candle_core::Var::from_tensor(&var.as_tensor().copy()?)?;
+                target.insert(name.clone(), copy.clone());
+                pairs.push((var.clone(), copy));
+            }
+        }
+        Ok(Self {
+            pairs,
+            average,
+            decay,
+            updates: 0,
+        })
+    }
+
+    /// Folds the current weights in; the decay ramps up so early averages forget the start.
+    fn update(&mut self) -> Result<()> {
+        self.updates += 1;
+        let k = self.updates as f64;
+        let decay = self.decay.min((1.0 + k) / (10.0 + k));
+        for (weight, average) in &self.pairs {
+            let next = ((average.as_tensor() * decay)? + (weight.as_tensor() * (1.0 - decay))?)?;
+            average.set(&next)?;
+        }
+        Ok(())
+    }
+}
+
+/// Saves the UNet stage: weights, text encoder, and their averages (in that order).
+fn save_unet_checkpoints(
+    cfg: &DiffusionTrainConfig,
+    maps: [&VarMap; 4],
+    step: usize,
+) -> Result<()> {
+    for (map, stage) in maps.into_iter().zip(UNET_STAGE_CHECKPOINTS) {
+        save_checkpoint(map, &cfg.work_dir, stage, step)?;
+    }
+    Ok(())
+}
+
+/// Checkpoint names of the UNet stage; the `_ema` ones are what a finished run exports.
+pub const UNET_STAGE_CHECKPOINTS: [&str; 4] =
+    ["unet", "text_encoder", "unet_ema", "text_encoder_ema"];
 
 /// Running mean of the first and last losses of a stage.
 struct LossLog {
@@ -359,6 +426,19 @@ pub fn train_unet(
     } else {
         0
     };
+    // The averages start from the weights (a run that had none, or a fresh one) and are then
+    // replaced by their own checkpoints when those exist.
+    let mut unet_ema = Ema::new(&unet_map, cfg.ema_decay)?;
+    let mut text_ema = Ema::new(&text_map, cfg.ema_decay)?;
+    if cfg.resume && start > 0 {
+        let a = load_checkpoint(&mut unet_ema.average, &cfg.work_dir, "unet_ema")?;
+        let b = load_checkpoint(&mut text_ema.average, &cfg.work_dir, "text_encoder_ema")?;
+        if a.is_some() && b.is_some() {
+            // Resumed averages are past their ramp.
+            unet_ema.updates = start;
+            text_ema.updates = start;
+        }
+    }
     let mut vars = unet_map.all_vars();
     vars.extend(text_map.all_vars());
     let mut opt = AdamW::new(
@@ -384,9 +464,10 @@ pub fn train_unet(
     let bar = progress_bar(cfg.unet_steps, start, "unet");
     let base_lr = 1e-3;
     for step in start..cfg.unet_steps {
-        // Cosine decay after a short warm-up.
+        // Cosine decay after a short warm-up (again after resuming: the optimiser's moments
+        // are not in the checkpoint).
         let progress = step as f64 / cfg.unet_steps as f64;
-        let warm = ((step + 1) as f64 / 100.0).min(1.0);
+        let warm = ((step - start + 1) as f64 / 100.0).min(1.0);
         opt.set_learning_rate(
             base_lr * warm * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())),
         );
@@ -438,6 +519,8 @@ pub fn train_unet(
         let prediction = unet.forward(&noisy, &t, &context)?;
         let loss = (prediction - noise_target)?.sqr()?.mean_all()?;
         opt.backward_step(&loss)?;
+        unet_ema.update()?;
+        text_ema.update()?;
         let loss = loss.to_scalar::<f32>()?;
         anyhow::ensure!(loss.is_finite(), "UNet loss became {loss} at step {step}");
         log.push(loss);
@@ -445,16 +528,22 @@ pub fn train_unet(
         bar.inc(1);
         log_progress("unet", step, log.recent());
         if (step + 1) % cfg.checkpoint_every == 0 {
-            save_checkpoint(&unet_map, &cfg.work_dir, "unet", step + 1)?;
-            save_checkpoint(&text_map, &cfg.work_dir, "text_encoder", step + 1)?;
+            save_unet_checkpoints(
+                cfg,
+                [&unet_map, &text_map, &unet_ema.average, &text_ema.average],
+                step + 1,
+            )?;
         }
     }
     bar.finish();
-    save_checkpoint(&unet_map, &cfg.work_dir, "unet", cfg.unet_steps)?;
-    save_checkpoint(&text_map, &cfg.work_dir, "text_encoder", cfg.unet_steps)?;
+    save_unet_checkpoints(
+        cfg,
+        [&unet_map, &text_map, &unet_ema.average, &text_ema.average],
+        cfg.unet_steps,
+    )?;
     let report = log.report(cfg.unet_steps.saturating_sub(start), started);
     tracing::info!(?report, "unet trained");
-    Ok((unet_map, text_map, report))
+    Ok((unet_ema.average, text_ema.average, report))
 }
 
 /// The training set in latent space, with the scaling that makes latents unit variance.

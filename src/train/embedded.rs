@@ -280,7 +280,11 @@ pub fn export(
     write_json(&out.join("scheduler/scheduler_config.json"), &scheduler)?;
     write_json(
         &out.join("interconcept.json"),
-        &json!({ "latent_rgb": parts.latent_rgb }),
+        &json!({
+            "name": display_name(out),
+            "latent_rgb": parts.latent_rgb,
+            "concept_meter": crate::engine::scoring::FASHION_MNIST_METER,
+        }),
     )?;
 
     save_weights(
@@ -313,6 +317,23 @@ pub fn export(
         }
     }
     Ok(())
+}
+
+/// The model's display name: "fashion-mnist (embedded)" for the model that ships with the
+/// program, the folder's name for any other.
+fn display_name(out: &Path) -> String {
+    let shipped = crate::engine::model::embedded_model_dir();
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    if same(out, &shipped) {
+        "fashion-mnist (embedded)".to_string()
+    } else {
+        out.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "fashion-mnist".to_string())
+    }
 }
 
 #[cfg(test)]

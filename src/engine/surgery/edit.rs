@@ -120,6 +120,19 @@ impl WeightEdit {
         }
     }
 
+    /// Whether the edit changes any weight of `component`.
+    pub fn touches(&self, component: Component) -> bool {
+        match self {
+            WeightEdit::Knockout { component: c, .. }
+            | WeightEdit::Randomize { component: c, .. }
+            | WeightEdit::Scale { component: c, .. }
+            | WeightEdit::ProgressiveKnockout { component: c, .. } => *c == component,
+            WeightEdit::MixNoise { components, .. } | WeightEdit::ScaleAll { components, .. } => {
+                components.contains(&component)
+            }
+        }
+    }
+
     /// A short label for pictures and file names (`knockout down_blocks.0.resnets.0.conv1`).
     pub fn label(&self) -> String {
         let module_label = |component: &Component, module: &str| match component {
