@@ -307,6 +307,12 @@ impl ExplorerApp {
     fn submit_request(&mut self, from: Tab, request: Request) {
         match request {
             Request::Generate(job) => self.submit_generate(job),
+            Request::ExportMosaic(_mosaic) => {
+                self.notice = Some(Notice {
+                    text: "mosaic export is not wired yet".into(),
+                    is_error: true,
+                });
+            }
             Request::Tiles(job) => {
                 let submitted = self.worker.submit(crate::worker::Job::Tiles(job));
                 let id = match submitted {

@@ -72,4 +72,6 @@ pub enum Request {
     Tiles(TilesJob),
     /// One picture in the picture tab (a tile opened large, a slider dragged).
     Generate(GenerateJob),
+    /// Save a grid as one mosaic PNG (with each tile's recipe) through a save dialog.
+    ExportMosaic(Box<crate::mosaic::Mosaic>),
 }
