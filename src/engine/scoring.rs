@@ -32,17 +32,23 @@ pub trait ConceptScorer: Send {
     /// The concept a prompt names, if it names one: the longest label found in it as whole
     /// words (`"a red t-shirt"` is a t-shirt, not a shirt).
     fn label_of(&self, prompt: &str) -> Option<usize> {
-        let prompt = format!(" {} ", normalise(prompt));
-        self.labels()
-            .iter()
-            .enumerate()
-            .filter(|(_, label)| prompt.contains(&format!(" {} ", normalise(label))))
-            .max_by_key(|(_, label)| label.len())
-            .map(|(i, _)| i)
+        label_in(self.labels(), prompt)
     }
 
     /// One probability per label for each picture.
     fn scores(&self, pictures: &[Picture]) -> Result<Vec<Vec<f32>>, MeterError>;
+}
+
+/// The label a prompt names, if it names one: the longest of `labels` found in it as whole
+/// words (`"a red t-shirt"` is a t-shirt, not a shirt).
+pub fn label_in(labels: &[String], prompt: &str) -> Option<usize> {
+    let prompt = format!(" {} ", normalise(prompt));
+    labels
+        .iter()
+        .enumerate()
+        .filter(|(_, label)| prompt.contains(&format!(" {} ", normalise(label))))
+        .max_by_key(|(_, label)| label.len())
+        .map(|(i, _)| i)
 }
 
 /// Lower case, with everything but letters, digits and hyphens turned into single spaces.

