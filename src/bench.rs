@@ -34,6 +34,25 @@ pub struct BenchArgs {
     /// Guidance scale.
     #[arg(long, default_value_t = 4.0)]
     pub guidance: f64,
+    /// Time one part of the model alone and print one JSON line (for side-by-side comparisons
+    /// with other implementations; run each part in its own process so the peak memory it
+    /// reports is that part's).
+    #[arg(long, value_enum)]
+    pub part: Option<Part>,
+    /// Picture side in pixels for `--part` (the model's default when absent).
+    #[arg(long)]
+    pub size: Option<usize>,
+}
+
+/// A part of the model that `bench --part` times alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// One UNet evaluation on a guided batch of two (one denoising step).
+    Unet,
+    /// One VAE decode of one picture (tiled where the pipeline tiles).
+    Vae,
+    /// One text encoding of one prompt.
+    Text,
 }
 
 fn median(mut xs: Vec<Duration>) -> Duration {
@@ -79,8 +98,74 @@ fn plane_grid_run(model: &mut DiffusionModel, params: &SamplingParams) -> Result
     Ok(started.elapsed())
 }
 
+/// Peak resident memory of this process so far, in MiB (Linux; `None` elsewhere).
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// `bench --part`: loads the model, runs the part once to warm up, times `runs` more, and
+/// prints `{"part", "size", "ms" (median), "runs", "peak_rss_mib"}` as one JSON line.
+fn run_part(model_dir: &Path, args: &BenchArgs, part: Part) -> Result<()> {
+    use candle_core::{DType, Tensor};
+    let model = DiffusionModel::load(model_dir, &Device::Cpu)?;
+    let size = args.size.unwrap_or(model.default_size);
+    anyhow::ensure!(
+        size > 0 && size % (model.vae_downscale * model.size_multiple) == 0,
+        "--size must be a positive multiple of {}",
+        model.vae_downscale * model.size_multiple
+    );
+    let side = size / model.vae_downscale;
+    let latents = crate::engine::noise::gaussian(
+        1,
+        (1, model.latent_channels, side, side),
+        &model.device,
+    )?;
+    let prompt = "a photograph of an astronaut riding a horse";
+    let (conditioning, _) = model.encode_prompts(&["", prompt])?;
+    let timestep = 500.0;
+    let once = || -> Result<()> {
+        match part {
+            Part::Unet => {
+                let xs = Tensor::cat(&[&latents, &latents], 0)?;
+                let out = model.unet.forward(&xs, timestep, &conditioning)?;
+                out.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()?;
+            }
+            Part::Vae => {
+                pipeline::decode(&model, &latents)?;
+            }
+            Part::Text => {
+                model.encode_prompts(&[prompt])?;
+            }
+        }
+        Ok(())
+    };
+    once()?;
+    let mut times = Vec::new();
+    for _ in 0..args.runs.max(1) {
+        let started = Instant::now();
+        once()?;
+        times.push(started.elapsed());
+    }
+    let line = serde_json::json!({
+        "implementation": "interconcept",
+        "part": format!("{part:?}").to_lowercase(),
+        "size": size,
+        "ms": median(times).as_secs_f64() * 1e3,
+        "runs": args.runs.max(1),
+        "peak_rss_mib": peak_rss_mib(),
+    });
+    println!("{line}");
+    Ok(())
+}
+
 /// Runs the benchmark and prints one line per measurement.
 pub fn run(model_dir: &Path, args: &BenchArgs) -> Result<()> {
+    if let Some(part) = args.part {
+        return run_part(model_dir, args, part);
+    }
     let runs = args.runs.max(1);
     let started = Instant::now();
     let mut model = DiffusionModel::load(model_dir, &Device::Cpu)?;
