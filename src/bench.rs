@@ -113,16 +113,13 @@ fn run_part(model_dir: &Path, args: &BenchArgs, part: Part) -> Result<()> {
     let model = DiffusionModel::load(model_dir, &Device::Cpu)?;
     let size = args.size.unwrap_or(model.default_size);
     anyhow::ensure!(
-        size > 0 && size % (model.vae_downscale * model.size_multiple) == 0,
+        size > 0 && size.is_multiple_of(model.vae_downscale * model.size_multiple),
         "--size must be a positive multiple of {}",
         model.vae_downscale * model.size_multiple
     );
     let side = size / model.vae_downscale;
-    let latents = crate::engine::noise::gaussian(
-        1,
-        (1, model.latent_channels, side, side),
-        &model.device,
-    )?;
+    let latents =
+        crate::engine::noise::gaussian(1, (1, model.latent_channels, side, side), &model.device)?;
     let prompt = "a photograph of an astronaut riding a horse";
     let (conditioning, _) = model.encode_prompts(&["", prompt])?;
     let timestep = 500.0;

@@ -708,10 +708,15 @@ fn tiles(
 }
 
 fn send_preview(model: &DiffusionModel, id: JobId, latents: &Tensor, send: &dyn Fn(Event)) {
-    if let Ok(mut frames) = model.latent_rgb.project(latents)
+    let (frames, scale) = match &model.taesd {
+        Some(taesd) => (taesd.preview(latents), taesd.downscale),
+        None => (model.latent_rgb.project(latents), 1),
+    };
+    if let Ok(mut frames) = frames
         && let Some(rgb) = frames.pop()
         && let Ok((_, _, h, w)) = latents.dims4()
     {
+        let (h, w) = (h * scale, w * scale);
         send(Event::Preview {
             id,
             frame: Frame {

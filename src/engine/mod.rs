@@ -20,6 +20,7 @@ pub mod single_file;
 pub mod source;
 pub mod space;
 pub mod surgery;
+pub mod taesd;
 pub mod text_encoder;
 pub mod tokenizer;
 pub mod vae_tiling;

@@ -118,6 +118,8 @@ pub struct DiffusionModel {
     pub device: Device,
     /// The concept meter the model declares (see [`super::scoring`]).
     pub concept_meter: Option<String>,
+    /// A TAESD decoder for sharp previews, when the model has a `taesd` folder.
+    pub taesd: Option<super::taesd::TinyDecoder>,
 }
 
 /// Everything a model is made of, read from disk, before candle's modules are built over it.
@@ -155,6 +157,29 @@ pub struct ModelParts {
     pub weights_hash: String,
 }
 
+/// The TAESD decoder in the `taesd` folder of a model folder (or beside a single file), if any;
+/// one that does not load is reported and left out, since previews are an extra.
+fn load_taesd(path: &Path, device: &Device) -> Option<super::taesd::TinyDecoder> {
+    let dir = if path.is_dir() {
+        path.join("taesd")
+    } else {
+        path.parent()?.join("taesd")
+    };
+    if !dir.is_dir() {
+        return None;
+    }
+    match super::taesd::TinyDecoder::load(&dir, device) {
+        Ok(decoder) => {
+            tracing::info!(dir = %dir.display(), "TAESD previews");
+            Some(decoder)
+        }
+        Err(error) => {
+            tracing::warn!("TAESD in {} not used: {error}", dir.display());
+            None
+        }
+    }
+}
+
 impl DiffusionModel {
     /// Loads a model: a folder in the diffusers layout, or a single `.safetensors` checkpoint in
     /// the original Stable Diffusion (LDM) layout. Pickled checkpoints are refused unopened.
@@ -169,7 +194,19 @@ impl DiffusionModel {
         } else {
             return Err(EngineError::file("model folder or file not found", path));
         };
-        Self::from_parts(parts, device)
+        let mut model = Self::from_parts(parts, device)?;
+        model.taesd = load_taesd(path, device).filter(|taesd| {
+            let fits = taesd.downscale == model.vae_downscale;
+            if !fits {
+                tracing::warn!(
+                    "TAESD upsamples {}x but the VAE {}x; previews stay projections",
+                    taesd.downscale,
+                    model.vae_downscale
+                );
+            }
+            fits
+        });
+        Ok(model)
     }
 
     /// Builds candle's modules over the weights of `parts`.
@@ -271,6 +308,7 @@ impl DiffusionModel {
             ],
             device: device.clone(),
             concept_meter,
+            taesd: None,
         })
     }
 
