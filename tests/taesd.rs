@@ -77,10 +77,10 @@ fn the_original_layout_reads_the_same() {
 }
 
 fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    std::fs::create_dir_all(to).expect("create the copy");
+    for entry in std::fs::read_dir(from).expect("list the folder") {
+        let entry = entry.expect("a folder entry");
+        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy a file");
     }
 }
 
@@ -96,7 +96,7 @@ fn preview_sizes(model: &Path) -> Vec<(usize, usize)> {
     };
     let id = worker
         .submit(Job::Generate(GenerateJob::prompt("a cat", 1, params)))
-        .unwrap();
+        .expect("the worker takes the job");
     let mut sizes = Vec::new();
     loop {
         let event = worker
