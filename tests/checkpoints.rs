@@ -169,3 +169,32 @@ fn full_size_configs_ask_for_the_real_number_of_tensors() {
         assert_eq!(proj_in.dims(), expected);
     }
 }
+
+#[test]
+fn a_text_encoder_saved_without_the_text_model_prefix_loads_the_same() {
+    // transformers 5 saves CLIPTextModel's tensors as `embeddings.*`, `encoder.*`, ...
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = Spec::sd15();
+    let folder = fixtures::write_diffusers(&dir.path().join("sd15"), &spec);
+    let before = load(&folder);
+    let path = folder.join("text_encoder/model.safetensors");
+    let tensors = candle_core::safetensors::load(&path, &candle_core::Device::Cpu).unwrap();
+    let bare: std::collections::HashMap<String, candle_core::Tensor> = tensors
+        .into_iter()
+        .map(|(name, t)| {
+            let name = name
+                .strip_prefix("text_model.")
+                .unwrap_or(&name)
+                .to_string();
+            (name, t)
+        })
+        .collect();
+    assert!(bare.keys().any(|k| k.starts_with("encoder.layers.")));
+    candle_core::safetensors::save(&bare, &path).unwrap();
+    let after = load(&folder);
+    assert_same_weights(&before, &after);
+    assert_eq!(
+        picture(&before, "a cat", 1, 64).rgb,
+        picture(&after, "a cat", 1, 64).rgb
+    );
+}

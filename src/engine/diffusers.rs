@@ -32,6 +32,17 @@ struct Extras {
     concept_meter: Option<String>,
 }
 
+/// A tensor's name as the engine knows it. transformers 5 saves `CLIPTextModel` without the
+/// `text_model.` prefix that every earlier version (and every published checkpoint) has.
+fn canonical_name(component: Component, name: &str) -> String {
+    let bare_clip = ["embeddings.", "encoder.", "final_layer_norm."];
+    if component == Component::TextEncoder && bare_clip.iter().any(|p| name.starts_with(p)) {
+        format!("text_model.{name}")
+    } else {
+        name.to_string()
+    }
+}
+
 /// The weight file of a component in a model folder.
 pub fn component_weights_path(dir: &Path, component: Component) -> Result<PathBuf> {
     let stem = match component {
@@ -178,7 +189,12 @@ pub fn read(dir: &Path, dtype: DType, device: &Device) -> Result<ModelParts> {
     let mut load = |component: Component, stem: &str| -> Result<WeightStore> {
         let path = weight_file(&dir.join(component.name()), stem)?;
         let file = SafetensorsFile::open(&path)?;
-        let tensors = file.read(&mut |n| Some(n.to_string()), dtype, device, &mut hasher)?;
+        let tensors = file.read(
+            &mut |n| Some(canonical_name(component, n)),
+            dtype,
+            device,
+            &mut hasher,
+        )?;
         WeightStore::from_tensors(component.name(), &path, tensors, dtype)
     };
     let text_store = load(Component::TextEncoder, "model")?;

@@ -99,18 +99,19 @@ def time_part(model: Path, part: str, size: int, runs: int) -> None:
     tokenizer = CLIPTokenizer.from_pretrained(model / "tokenizer")
     prompt = "a photograph of an astronaut riding a horse"
     with torch.no_grad():
-        if part in ("unet", "text"):
-            text = CLIPTextModel.from_pretrained(model / "text_encoder")
-            ids = tokenizer(
-                ["", prompt], padding="max_length", max_length=77, return_tensors="pt"
-            ).input_ids
-            conditioning = text(ids)[0]
+        # All three parts are loaded for every measurement, as a pipeline holds them, so that
+        # peak memory compares with this program's (which loads the whole model).
+        text = CLIPTextModel.from_pretrained(model / "text_encoder")
+        unet = UNet2DConditionModel.from_pretrained(model / "unet")
+        vae = AutoencoderKL.from_pretrained(model / "vae")
+        ids = tokenizer(
+            ["", prompt], padding="max_length", max_length=77, return_tensors="pt"
+        ).input_ids
+        conditioning = text(ids)[0]
         if part == "unet":
-            unet = UNet2DConditionModel.from_pretrained(model / "unet")
             xs = torch.cat([latents, latents])
             once = lambda: unet(xs, 500, encoder_hidden_states=conditioning).sample.sum()
         elif part == "vae":
-            vae = AutoencoderKL.from_pretrained(model / "vae")
             once = lambda: vae.decode(latents / 0.18215).sample.sum()
         elif part == "text":
             one = ids[1:]
