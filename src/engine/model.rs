@@ -292,11 +292,14 @@ impl DiffusionModel {
             latent_channels: vae_json.latent_channels,
             vae_downscale: vae_json.downscale(),
             default_size: unet_json.sample_size * vae_json.downscale(),
-            unet_batch: if unet_store.num_values() < SMALL_UNET_VALUES {
-                8
-            } else {
-                1
-            },
+            unet_batch: std::env::var("INTERCONCEPT_UNET_BATCH")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(if unet_store.num_values() < SMALL_UNET_VALUES {
+                    8
+                } else {
+                    1
+                }),
             size_multiple: 1 << (unet_json.block_out_channels.len() - 1),
             conditioning_dim: text_json.hidden_size,
             latent_rgb,
