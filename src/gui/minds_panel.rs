@@ -74,7 +74,8 @@ impl MindsPanel {
                         ui.set_width(tree_ui::TREE_WIDTH);
                         tree_ui::modules_ui(ui, model, &mut self.tree, &mut self.controls);
                     });
-                    ui.separator();
+                    // A vertical separator here would stretch to the whole scroll area.
+                    ui.add_space(12.0);
                     ui.vertical(|ui| {
                         runs_ui::picture_ui(ui, cx);
                         ui.add_space(4.0);
@@ -206,7 +207,12 @@ impl MindsPanel {
         let spec = self.sequence_spec;
         let num_modules =
             catalog_of(model, self.controls.global_component).map_or(0, |c| c.modules.len());
-        let tiles = spec.tiles(&template, &self.controls, num_modules, Some(&self.sequence.tiles));
+        let tiles = spec.tiles(
+            &template,
+            &self.controls,
+            num_modules,
+            Some(&self.sequence.tiles),
+        );
         self.sequence = SequenceRun {
             spec,
             values: spec.values(num_modules),
@@ -240,7 +246,8 @@ impl MindsPanel {
 
     /// Asks again for the sweep's tiles that have not come (after a cancel or a crash).
     pub fn resume_sweep(&mut self) -> Request {
-        self.submit_missing(Lane::Sweep).unwrap_or_else(|| self.cancel_sweep())
+        self.submit_missing(Lane::Sweep)
+            .unwrap_or_else(|| self.cancel_sweep())
     }
 
     /// Stops the sweep: an empty job on its lane supersedes the running one. Tiles made stay.
@@ -370,7 +377,6 @@ impl MindsPanel {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -462,8 +468,15 @@ mod tests {
             },
         );
         assert!(!panel.owns(7));
-        assert!(matches!(&panel.sweep().tiles.status, RunStatus::Failed(e) if e.contains("crashed")));
-        assert_eq!(panel.sweep().tiles.results[0].as_ref().and_then(|r| r.score), Some(0.9));
+        assert!(
+            matches!(&panel.sweep().tiles.status, RunStatus::Failed(e) if e.contains("crashed"))
+        );
+        assert_eq!(
+            panel.sweep().tiles.results[0]
+                .as_ref()
+                .and_then(|r| r.score),
+            Some(0.9)
+        );
 
         // Resume asks for tiles 1 and 3 only; the job's indices map back onto them.
         let resumed = tiles_of(Some(panel.resume_sweep()));
@@ -529,7 +542,10 @@ mod tests {
         };
         let asked = tiles_of(panel.run_sequence(&cx));
         panel.started(None);
-        assert!(matches!(panel.sequence().tiles.status, RunStatus::Failed(_)));
+        assert!(matches!(
+            panel.sequence().tiles.status,
+            RunStatus::Failed(_)
+        ));
 
         let asked_again = tiles_of(panel.run_sequence(&cx));
         assert_eq!(asked_again, asked);

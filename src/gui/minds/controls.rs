@@ -158,6 +158,15 @@ impl Slider {
         }
     }
 
+    /// The name of its axis in a plot.
+    pub fn axis_label(self) -> &'static str {
+        match self {
+            Slider::Noise => "noise in the weights (%)",
+            Slider::Scale => "weights scaled to (%)",
+            Slider::Progressive => "modules knocked out",
+        }
+    }
+
     /// A value as a short label (`7%`, `12 out`).
     pub fn value_label(self, value: f64) -> String {
         match self {
@@ -408,8 +417,16 @@ mod tests {
             factor: 0.5,
         };
         controls.set_tick(Component::Unet, "up_blocks.0.resnets.0.conv1", None);
-        controls.set_tick(Component::Vae, "decoder.conv_out", Some(ModuleEdit::default()));
-        controls.set_tick(Component::Unet, "mid_block.resnets.0.conv1", Some(randomize));
+        controls.set_tick(
+            Component::Vae,
+            "decoder.conv_out",
+            Some(ModuleEdit::default()),
+        );
+        controls.set_tick(
+            Component::Unet,
+            "mid_block.resnets.0.conv1",
+            Some(randomize),
+        );
         controls.set_tick(Component::Unet, "conv_in", Some(ModuleEdit::default()));
         controls.set_tick(Component::Unet, "mid_block", Some(ModuleEdit::default()));
         controls.noise_percent = 3.0;
@@ -476,7 +493,9 @@ mod tests {
         assert!(opened.extra().is_empty());
         assert_eq!(opened.noise_seed, 99);
         assert_eq!(
-            opened.tick(Component::Unet, "down_blocks.0").map(|t| t.edit.factor),
+            opened
+                .tick(Component::Unet, "down_blocks.0")
+                .map(|t| t.edit.factor),
             Some(1.5)
         );
     }

@@ -119,7 +119,7 @@ pub fn picture_ui(ui: &mut Ui, cx: &PanelContext<'_>) {
 /// The global sliders: noise, scale and progressive knockout of one component.
 pub fn sliders_ui(ui: &mut Ui, controls: &mut MindControls, num_modules: usize) {
     ui.horizontal(|ui| {
-        ui.strong("The whole");
+        let label = ui.strong("The whole");
         egui::ComboBox::from_id_salt("minds-global-component")
             .selected_text(controls.global_component.name())
             .show_ui(ui, |ui| {
@@ -130,7 +130,9 @@ pub fn sliders_ui(ui: &mut Ui, controls: &mut MindControls, num_modules: usize) 
                         component.name(),
                     );
                 }
-            });
+            })
+            .response
+            .labelled_by(label.id);
     });
     ui.add(egui::Slider::new(&mut controls.noise_percent, 0.0..=100.0).text("noise %"))
         .on_hover_text("Mix this much seeded noise into every weight");
@@ -147,7 +149,11 @@ pub fn sliders_ui(ui: &mut Ui, controls: &mut MindControls, num_modules: usize) 
     ui.add(egui::Slider::new(&mut controls.progressive_count, 0..=num_modules).text("knocked out"))
         .on_hover_text("Knock out this many modules, in a random order fixed by the seed");
     ui.add(egui::DragValue::new(&mut controls.progressive_seed).prefix("order seed "));
-    if ui.button("Heal").on_hover_text("Untick everything, sliders back").clicked() {
+    if ui
+        .button("Heal")
+        .on_hover_text("Untick everything, sliders back")
+        .clicked()
+    {
         controls.reset();
     }
 }
@@ -165,8 +171,7 @@ fn tile_ui(
         let (rect, response) = ui.allocate_exact_size(Vec2::splat(side), egui::Sense::hover());
         match &texture {
             Some(texture) => {
-                egui::Image::from_texture((texture.id(), Vec2::splat(side)))
-                    .paint_at(ui, rect);
+                egui::Image::from_texture((texture.id(), Vec2::splat(side))).paint_at(ui, rect);
             }
             None => {
                 ui.painter()
@@ -235,7 +240,9 @@ pub fn sequence_ui(
                 for slider in Slider::ALL {
                     ui.selectable_value(&mut spec.slider, slider, slider.title());
                 }
-            });
+            })
+            .response
+            .on_hover_text("The slider the sequence steps through");
         if spec.slider != before {
             (spec.start, spec.step) = match spec.slider {
                 Slider::Noise => (0.0, 1.0),
@@ -243,8 +250,16 @@ pub fn sequence_ui(
                 Slider::Progressive => (0.0, 1.0),
             };
         }
-        ui.add(egui::DragValue::new(&mut spec.start).speed(0.1).prefix("from "));
-        ui.add(egui::DragValue::new(&mut spec.step).speed(0.1).prefix("step "));
+        ui.add(
+            egui::DragValue::new(&mut spec.start)
+                .speed(0.1)
+                .prefix("from "),
+        );
+        ui.add(
+            egui::DragValue::new(&mut spec.step)
+                .speed(0.1)
+                .prefix("step "),
+        );
         ui.add(
             egui::DragValue::new(&mut spec.count)
                 .range(1..=super::sequence::MAX_TILES)
@@ -313,11 +328,14 @@ fn concept_plot_ui(ui: &mut Ui, run: &SequenceRun, score_labels: &[String]) {
         .height(PLOT_HEIGHT)
         .include_y(0.0)
         .include_y(1.0)
-        .x_axis_label(format!("{} ({})", slider.title(), slider.value_label(0.0)))
+        .x_axis_label(slider.axis_label())
         .y_axis_label(format!("P({})", concept.label))
         .allow_scroll(false)
         .show(ui, |plot| {
-            plot.line(Line::new(concept.label.clone(), PlotPoints::from(curve.clone())));
+            plot.line(Line::new(
+                concept.label.clone(),
+                PlotPoints::from(curve.clone()),
+            ));
             plot.points(Points::new("tiles", PlotPoints::from(curve)).radius(3.0));
             plot.hline(HLine::new("lost below", f64::from(LOST_BELOW)).color(Color32::GRAY));
             if let Some((value, _)) = lost {
@@ -345,7 +363,9 @@ pub fn sweep_ui(
                 for kind in [EditKind::Knockout, EditKind::Randomize] {
                     ui.selectable_value(&mut spec.kind, kind, kind.title());
                 }
-            });
+            })
+            .response
+            .on_hover_text("What is done to each module in turn");
         if spec.kind == EditKind::Randomize {
             ui.add(egui::DragValue::new(&mut spec.seed).prefix("seed "));
         }
@@ -361,16 +381,25 @@ pub fn sweep_ui(
     });
     ui.horizontal(|ui| {
         let running = run.tiles.status == RunStatus::Running;
-        if ui.add_enabled(!running, egui::Button::new("Run sweep")).clicked() {
+        if ui
+            .add_enabled(!running, egui::Button::new("Run sweep"))
+            .clicked()
+        {
             actions.push(RunAction::RunSweep);
         }
-        if ui.add_enabled(running, egui::Button::new("Cancel")).clicked() {
+        if ui
+            .add_enabled(running, egui::Button::new("Cancel"))
+            .clicked()
+        {
             actions.push(RunAction::CancelSweep);
         }
         let missing = run.tiles.missing().len();
         let can_resume = !running && missing > 0 && run.tiles.num_made() > 0;
         if ui
-            .add_enabled(can_resume, egui::Button::new(format!("Resume ({missing} left)")))
+            .add_enabled(
+                can_resume,
+                egui::Button::new(format!("Resume ({missing} left)")),
+            )
             .clicked()
         {
             actions.push(RunAction::ResumeSweep);
@@ -415,7 +444,12 @@ fn tile_label(label: &str) -> String {
 }
 
 /// The tiles made, with labels, as a mosaic of `columns` columns.
-fn mosaic(title: String, set: &TileSet, columns: usize, label: impl Fn(&str) -> String) -> Option<Mosaic> {
+fn mosaic(
+    title: String,
+    set: &TileSet,
+    columns: usize,
+    label: impl Fn(&str) -> String,
+) -> Option<Mosaic> {
     let tiles: Vec<MosaicTile> = set
         .labels
         .iter()

@@ -72,10 +72,7 @@ impl SequenceSpec {
         previous: Option<&TileSet>,
     ) -> TileSet {
         let values = self.values(num_modules);
-        let labels = values
-            .iter()
-            .map(|&v| self.slider.value_label(v))
-            .collect();
+        let labels = values.iter().map(|&v| self.slider.value_label(v)).collect();
         let recipes = values
             .iter()
             .map(|&value| {
@@ -217,7 +214,10 @@ mod tests {
         // Tiles arrive out of order; the curve follows the values.
         run.tiles.store(3, result(&recipes[3], 0.2));
         run.tiles.store(0, result(&recipes[0], 0.9));
-        assert_eq!(run.curve(), vec![[0.0, 0.9f32 as f64], [3.0, 0.2f32 as f64]]);
+        assert_eq!(
+            run.curve(),
+            vec![[0.0, 0.9f32 as f64], [3.0, 0.2f32 as f64]]
+        );
         assert_eq!(run.lost_at(), Some((3.0, 0.2)));
         run.tiles.store(2, result(&recipes[2], 0.4));
         run.tiles.store(1, result(&recipes[1], 0.6));

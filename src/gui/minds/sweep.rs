@@ -115,9 +115,13 @@ mod tests {
     fn catalog() -> ModuleCatalog {
         ModuleCatalog::from_shapes(
             Component::Unet,
-            ["conv_in.weight", "mid_block.resnets.0.conv1.weight", "conv_out.weight"]
-                .iter()
-                .map(|n| (n.to_string(), vec![1])),
+            [
+                "conv_in.weight",
+                "mid_block.resnets.0.conv1.weight",
+                "conv_out.weight",
+            ]
+            .iter()
+            .map(|n| (n.to_string(), vec![1])),
         )
     }
 
@@ -136,7 +140,12 @@ mod tests {
         let set = spec.tiles(&template, &catalog(), None);
         assert_eq!(
             set.labels,
-            vec![INTACT_LABEL, "conv_in", "mid_block.resnets.0.conv1", "conv_out"]
+            vec![
+                INTACT_LABEL,
+                "conv_in",
+                "mid_block.resnets.0.conv1",
+                "conv_out"
+            ]
         );
         assert_eq!(set.recipes[0], template);
         assert_eq!(

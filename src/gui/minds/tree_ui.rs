@@ -17,7 +17,7 @@ use crate::gui::minds_panel::catalog_of;
 pub const TREE_WIDTH: f32 = 330.0;
 
 /// The height of the tree's scroll area, in points.
-const TREE_HEIGHT: f32 = 300.0;
+const TREE_HEIGHT: f32 = 260.0;
 
 /// What the tree shows and what a new tick does.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,26 +76,34 @@ pub fn modules_ui(
     controls: &mut MindControls,
 ) {
     ui.horizontal(|ui| {
-        ui.strong("Modules of the");
+        let label = ui.strong("Modules of the");
         egui::ComboBox::from_id_salt("minds-component")
             .selected_text(tree.component.name())
             .show_ui(ui, |ui| {
                 for component in Component::ALL {
                     ui.selectable_value(&mut tree.component, component, component.name());
                 }
-            });
+            })
+            .response
+            .labelled_by(label.id);
     });
     ui.horizontal(|ui| {
-        ui.label("Filter");
+        let label = ui.label("Filter");
         ui.add(
             egui::TextEdit::singleline(&mut tree.filter)
                 .hint_text("attn2, up_blocks.1, conv…")
                 .desired_width(f32::INFINITY),
-        );
+        )
+        .labelled_by(label.id);
     });
     ui.horizontal(|ui| {
         ui.label("A tick does");
-        edit_ui(ui, "minds-brush", &mut tree.brush);
+        edit_ui(
+            ui,
+            "minds-brush",
+            "What a newly ticked module gets",
+            &mut tree.brush,
+        );
     });
     let Some(catalog) = catalog_of(model, tree.component) else {
         ui.label("This model lists no modules for that component.");
@@ -126,7 +134,10 @@ pub fn modules_ui(
         }
         ui.label(text);
         if ui
-            .add_enabled(!controls.ticks().is_empty(), egui::Button::new("Untick all"))
+            .add_enabled(
+                !controls.ticks().is_empty(),
+                egui::Button::new("Untick all"),
+            )
             .clicked()
         {
             for tick in controls.ticks().to_vec() {
@@ -163,7 +174,7 @@ pub fn modules_ui(
 }
 
 /// The kind of an edit, with its seed or factor.
-fn edit_ui(ui: &mut Ui, id: impl egui::AsIdSalt, edit: &mut ModuleEdit) {
+fn edit_ui(ui: &mut Ui, id: impl egui::AsIdSalt, what: &str, edit: &mut ModuleEdit) {
     egui::ComboBox::from_id_salt(id)
         .selected_text(edit.kind.title())
         .width(90.0)
@@ -171,7 +182,9 @@ fn edit_ui(ui: &mut Ui, id: impl egui::AsIdSalt, edit: &mut ModuleEdit) {
             for kind in EditKind::ALL {
                 ui.selectable_value(&mut edit.kind, kind, kind.title());
             }
-        });
+        })
+        .response
+        .on_hover_text(what);
     match edit.kind {
         EditKind::Knockout => {}
         EditKind::Randomize => {
@@ -243,11 +256,8 @@ impl TreeWalk<'_> {
                     if !self.filter.is_empty() {
                         state.set_open(true);
                     }
-                    let detail = format!(
-                        "{} modules · {}",
-                        g.num_modules,
-                        human_count(g.num_params)
-                    );
+                    let detail =
+                        format!("{} modules · {}", g.num_modules, human_count(g.num_params));
                     state
                         .show_header(ui, |ui| self.row_ui(ui, &g.path, short, &detail))
                         .body(|ui| self.group_ui(ui, g));
@@ -268,7 +278,8 @@ impl TreeWalk<'_> {
             }
             ui.weak(detail);
             if let Some(edit) = self.controls.tick_mut(component, module) {
-                edit_ui(ui, ("minds-edit", module), edit);
+                let what = format!("What is done to {module}");
+                edit_ui(ui, ("minds-edit", module), &what, edit);
             }
         });
     }
