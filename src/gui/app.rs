@@ -381,6 +381,8 @@ impl eframe::App for ExplorerApp {
                 settings: &self.settings,
                 edits: &edits,
                 dialog_open,
+                picture: &self.view,
+                last_recipe: self.jobs.finished().map(|f| &f.recipe),
             };
             match self.tab {
                 Tab::Picture => {

@@ -45,6 +45,10 @@ pub struct PanelContext<'a> {
     pub edits: &'a [crate::engine::surgery::WeightEdit],
     /// Whether a native dialog is open (buttons that open another are disabled).
     pub dialog_open: bool,
+    /// The picture texture the settings' pictures stream into (the picture tab shows it).
+    pub picture: &'a super::picture_view::PictureView,
+    /// The recipe of the last finished picture.
+    pub last_recipe: Option<&'a Recipe>,
 }
 
 impl PanelContext<'_> {

@@ -74,24 +74,31 @@ impl PictureView {
 
     /// Draws the picture fitted into a [`DISPLAY_SIDE`] square, aspect kept.
     pub fn picture_ui(&self, ui: &mut egui::Ui) {
-        let square = Vec2::splat(DISPLAY_SIDE);
+        self.fitted_ui(ui, DISPLAY_SIDE);
+    }
+
+    /// Draws the picture fitted into a square of `side` points, aspect kept; returns where the
+    /// picture (or the empty square) went.
+    pub fn fitted_ui(&self, ui: &mut egui::Ui, side: f32) -> egui::Rect {
+        let square = Vec2::splat(side);
+        let (rect, _) = ui.allocate_exact_size(square, egui::Sense::hover());
         match (&self.texture, self.shown) {
             (Some(texture), Some(shown)) => {
                 let [width, height] = shown.size;
-                let scale = DISPLAY_SIDE / width.max(height) as f32;
+                let scale = side / width.max(height) as f32;
                 let size = Vec2::new(width as f32 * scale, height as f32 * scale);
                 let alt = match shown.kind {
                     ShownKind::Preview => "preview of the picture in progress",
                     ShownKind::Finished => "finished picture",
                 };
-                let (rect, _) = ui.allocate_exact_size(square, egui::Sense::hover());
                 let image = egui::Image::from_texture((texture.id(), size))
                     .fit_to_exact_size(size)
                     .alt_text(alt);
-                ui.put(egui::Rect::from_center_size(rect.center(), size), image);
+                let placed = egui::Rect::from_center_size(rect.center(), size);
+                ui.put(placed, image);
+                placed
             }
             _ => {
-                let (rect, _) = ui.allocate_exact_size(square, egui::Sense::hover());
                 let visuals = ui.visuals();
                 ui.painter()
                     .rect_filled(rect, 4.0, visuals.extreme_bg_color);
@@ -102,6 +109,7 @@ impl PictureView {
                     egui::FontId::proportional(14.0),
                     visuals.weak_text_color(),
                 );
+                rect
             }
         }
     }
