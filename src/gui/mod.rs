@@ -10,13 +10,14 @@
 //! - [`dialogs`]: native file dialogs, off the UI thread.
 //! - [`panels`]: the tabs ([`panels::Tab`]) and what they share; [`navigator_panel`] and
 //!   [`minds_panel`] draw the navigator and alien-minds tabs and ask for worker jobs as
-//!   [`panels::Request`]s.
+//!   [`panels::Request`]s; [`navigator`] holds the navigator's parts.
 
 pub mod app;
 pub mod dialogs;
 pub mod generate_panel;
 pub mod jobs;
 pub mod minds_panel;
+pub mod navigator;
 pub mod navigator_panel;
 pub mod panels;
 pub mod picture_view;

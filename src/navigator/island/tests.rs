@@ -75,8 +75,7 @@ fn no_island_unknown_centre_and_missing_samples() {
     );
 
     // A grid that does not reach the centre.
-    let away =
-        ScoreField::from_fn(vec![1.0, 2.0], vec![1.0, 2.0], |_, _| 1.0).expect("a grid");
+    let away = ScoreField::from_fn(vec![1.0, 2.0], vec![1.0, 2.0], |_, _| 1.0).expect("a grid");
     assert_eq!(
         radius_along(&away, [1.0, 0.0], ISLAND_THRESHOLD),
         Radius::Unknown
@@ -100,13 +99,21 @@ fn no_island_unknown_centre_and_missing_samples() {
         other => panic!("{other:?}"),
     }
     // The other directions do not need that sample.
-    assert_shore(radius_along(&holed, [-1.0, 0.0], ISLAND_THRESHOLD), 1.3, 1e-9);
+    assert_shore(
+        radius_along(&holed, [-1.0, 0.0], ISLAND_THRESHOLD),
+        1.3,
+        1e-9,
+    );
 
     // A sample that drops to 0 moves the shore to between it and the one before.
     f.set(13, 10, 0.0);
     let before = 1.0 - 0.5 * 0.4 / 1.3;
     let expected = 0.4 + 0.2 * (before - 0.5) / before;
-    assert_shore(radius_along(&f, [1.0, 0.0], ISLAND_THRESHOLD), expected, 1e-9);
+    assert_shore(
+        radius_along(&f, [1.0, 0.0], ISLAND_THRESHOLD),
+        expected,
+        1e-9,
+    );
 }
 
 #[test]
