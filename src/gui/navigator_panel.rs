@@ -14,12 +14,13 @@ use super::navigator::recipes::{
     Controls, Mode, gallery_tiles, island_field, layout_mosaic, line_tiles, plane_coordinates,
     plane_mosaic, plane_recipe, plane_title,
 };
+use super::navigator::status::{island_report_ui, status_ui};
 use super::navigator::tiles::{Asked, Ended, JobBook, Purpose, TileStore};
 use super::navigator::view::{FillGrid, PlaneView};
 use super::panels::{PanelContext, Request};
 use crate::engine::scoring::label_in;
 use crate::mosaic::Mosaic;
-use crate::navigator::island::{ISLAND_THRESHOLD, IslandRadii, Radius, boundary, island_radii};
+use crate::navigator::island::{ISLAND_THRESHOLD, IslandRadii, boundary, island_radii};
 use crate::navigator::{Layout, describe};
 use crate::recipe::Recipe;
 use crate::worker::{Event, GenerateJob, JobId};
@@ -146,7 +147,7 @@ impl NavigatorPanel {
             if plane.island && !labels.is_empty() {
                 let named = label_in(labels, &template.prompt);
                 let shown = plane.concept.or(named).and_then(|i| labels.get(i));
-                egui::ComboBox::from_id_salt("navigator-concept")
+                egui::ComboBox::from_label("concept")
                     .selected_text(shown.map_or("choose a concept", String::as_str))
                     .show_ui(ui, |ui| {
                         for (i, label) in labels.iter().enumerate() {
@@ -159,7 +160,7 @@ impl NavigatorPanel {
         // The tiles of this plane, and the ones on their way.
         let directions = plane.directions();
         let concept = plane.concept.or_else(|| label_in(labels, &template.prompt));
-        let placed: Vec<PlacedTile<'_>> = self
+        let mut placed: Vec<PlacedTile<'_>> = self
             .tiles
             .iter()
             .filter_map(|tile| {
@@ -173,6 +174,8 @@ impl NavigatorPanel {
                 })
             })
             .collect();
+        // Finer tiles (made zoomed in) are drawn over coarser ones.
+        placed.sort_by(|a, b| b.side.total_cmp(&a.side));
         let pending: Vec<([f64; 2], f64)> = self
             .jobs
             .missing()
@@ -528,96 +531,4 @@ impl NavigatorPanel {
             _ => {}
         }
     }
-}
-
-/// Tiles done of those asked, the last fill's time, Cancel and Export; returns whether
-/// Cancel and Export were pressed.
-fn status_ui(
-    ui: &mut Ui,
-    cx: &PanelContext<'_>,
-    jobs: &JobBook,
-    has_tiles: bool,
-    notice: Option<&(String, bool)>,
-) -> (bool, bool) {
-    let mut pressed = (false, false);
-    ui.horizontal(|ui| {
-        let running = jobs.is_running();
-        pressed.0 = ui
-            .add_enabled(running, egui::Button::new("Cancel"))
-            .clicked();
-        match jobs.latest() {
-            Some(job) => {
-                let (done, asked) = job.progress();
-                let how = match &job.ended {
-                    None => "making",
-                    Some(Ended::Done { .. }) => "done",
-                    Some(Ended::Cancelled) => "cancelled",
-                    Some(Ended::Failed(_)) => "failed",
-                };
-                ui.label(format!("tiles {done} / {asked} ({how})"));
-                if let Some(Ended::Failed(error)) = &job.ended {
-                    ui.colored_label(ui.visuals().error_fg_color, error);
-                }
-            }
-            None => {
-                ui.label("no tiles asked yet");
-            }
-        }
-        if let Some((count, elapsed_ms)) = jobs.last_fill() {
-            ui.label(format!(
-                "last fill: {count} tiles in {:.1} s",
-                elapsed_ms as f64 / 1000.0
-            ));
-        }
-        pressed.1 = ui
-            .add_enabled(
-                !cx.dialog_open && has_tiles,
-                egui::Button::new("Export mosaic…"),
-            )
-            .clicked();
-        if let Some((text, is_error)) = notice {
-            if *is_error {
-                ui.colored_label(ui.visuals().error_fg_color, text);
-            } else {
-                ui.weak(text);
-            }
-        }
-    });
-    pressed
-}
-
-/// The island's reach along the half-axes, in words.
-fn island_report_ui(
-    ui: &mut Ui,
-    island: Option<&(String, IslandRadii)>,
-    no_meter: bool,
-    unit: &str,
-) {
-    let Some((label, radii)) = island else {
-        ui.weak(if no_meter {
-            "this model has no concept meter: no island to show"
-        } else {
-            "island: fill a grid around the centre (choose a concept if the prompt names none)"
-        });
-        return;
-    };
-    if radii.plus_u == Radius::NoIsland {
-        ui.label(format!(
-            "the centre scores below {ISLAND_THRESHOLD} for {label}: no island here"
-        ));
-        return;
-    }
-    let parts: Vec<String> = radii
-        .named()
-        .iter()
-        .map(|(name, radius)| match radius {
-            Radius::Shore(r) => format!("{name} {r:.2}"),
-            Radius::Beyond(r) => format!("{name} beyond the view (> {r:.2})"),
-            Radius::NoIsland | Radius::Unknown => format!("{name} ?"),
-        })
-        .collect();
-    ui.label(format!(
-        "{label} island radius ({unit}): {}",
-        parts.join(", ")
-    ));
 }

@@ -178,7 +178,7 @@ pub fn plane_canvas_ui(
     painter.text(
         rect.right_top() + Vec2::new(-4.0, 4.0),
         Align2::RIGHT_TOP,
-        format!("u → , v ↑ in units of {}", overlay.unit),
+        format!("u to the right, v up, in units of {}", overlay.unit),
         font.clone(),
         visuals.weak_text_color(),
     );

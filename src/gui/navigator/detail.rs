@@ -57,7 +57,7 @@ pub fn tiles_grid_ui(ui: &mut Ui, slots: &[Slot<'_>], columns: usize, side: f32)
                         );
                         ui.painter()
                             .rect_filled(bar, 0.0, island_colour(score).to_opaque());
-                        label.push_str(&format!(" · {score:.2}"));
+                        label.push_str(&format!(", {score:.2}"));
                     }
                     ui.small(&label);
                     let response = response.on_hover_text(match slot.tile {

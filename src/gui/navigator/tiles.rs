@@ -269,7 +269,8 @@ impl JobBook {
     /// Job `id` ended.
     pub fn ended(&mut self, id: JobId, how: Ended) {
         if let Some(job) = self.job_mut(id) {
-            // A job already marked superseded stays so; anything else takes the worker's word.
+            // The worker's word wins, except that a job marked superseded here stays so when the
+            // worker only confirms it; one that finished before it noticed is done.
             if job.ended.is_none() || how != Ended::Cancelled {
                 job.ended = Some(how);
             }
@@ -310,5 +311,128 @@ impl JobBook {
                 .collect(),
             _ => Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::model::ModelId;
+    use crate::engine::pipeline::SamplingParams;
+
+    fn recipe(seed: u64) -> Recipe {
+        Recipe::for_prompt(
+            ModelId {
+                name: "m".into(),
+                weights_hash: "0".into(),
+                variant: None,
+            },
+            "a bag",
+            seed,
+            SamplingParams {
+                num_steps: 2,
+                guidance_scale: 1.0,
+                sampler: Default::default(),
+                width: 2,
+                height: 2,
+            },
+        )
+    }
+
+    fn picture() -> Picture {
+        Picture {
+            width: 2,
+            height: 2,
+            rgb: vec![7; 12],
+            non_finite: false,
+        }
+    }
+
+    fn asked(purpose: Purpose, seeds: &[u64]) -> Asked {
+        Asked {
+            purpose,
+            recipes: seeds.iter().map(|&s| recipe(s)).collect(),
+            sides: vec![0.5; seeds.len()],
+        }
+    }
+
+    #[test]
+    fn tiles_are_found_by_recipe_replaced_and_bounded() {
+        let ctx = egui::Context::default();
+        let mut store = TileStore::default();
+        let mut blown = recipe(1);
+        blown.non_finite = true;
+        store.insert(Some(&ctx), blown, picture(), None, 0.5);
+        // A recipe asked (non_finite false) finds the tile the model blew up on.
+        assert!(store.find(&recipe(1)).is_some());
+        assert_eq!(store.textures(), 1);
+        store.insert(Some(&ctx), recipe(1), picture(), Some(vec![0.9]), 0.5);
+        assert_eq!(store.len(), 1, "the same recipe replaces its tile");
+        assert_eq!(
+            store.find(&recipe(1)).and_then(|t| t.score(Some(0))),
+            Some(0.9)
+        );
+
+        let bad = Picture {
+            rgb: vec![0; 5],
+            ..picture()
+        };
+        store.insert(Some(&ctx), recipe(2), bad, None, 0.5);
+        assert!(
+            store
+                .find(&recipe(2))
+                .is_some_and(|t| t.texture().is_none())
+        );
+
+        for seed in 3..(MAX_TILES as u64 + 10) {
+            store.insert(None, recipe(seed), picture(), None, 0.5);
+        }
+        assert_eq!(store.len(), MAX_TILES);
+        assert!(store.find(&recipe(1)).is_none(), "the oldest went first");
+    }
+
+    #[test]
+    fn jobs_supersede_and_report_what_is_missing() {
+        let mut book = JobBook::default();
+        let request = book.ask(asked(Purpose::Fill, &[1, 2, 3]));
+        assert!(
+            matches!(request, Request::Tiles(TilesJob { lane: Lane::Navigator, ref recipes, score: true }) if recipes.len() == 3)
+        );
+        book.started(Some(7));
+        assert!(book.owns(7) && !book.owns(8));
+        assert_eq!(book.tile_came(7, 1), Some(0.5));
+        assert_eq!(book.latest().map(Running::progress), Some((1, 3)));
+        let missing: Vec<u64> = book.missing().iter().map(|(r, _)| r.seed).collect();
+        assert_eq!(missing, vec![1, 3]);
+
+        // A newer job supersedes the fill at once; its late tiles are still taken.
+        book.ask(asked(Purpose::Point, &[9]));
+        book.started(Some(8));
+        assert_eq!(book.recent[0].ended, Some(Ended::Cancelled));
+        assert!(book.owns(7));
+        book.ended(7, Ended::Cancelled);
+        assert_eq!(book.recent[0].ended, Some(Ended::Cancelled));
+        assert!(book.is_running());
+        book.ended(8, Ended::Done { elapsed_ms: 20 });
+        assert!(!book.is_running());
+        assert!(book.missing().is_empty());
+        assert_eq!(book.last_fill(), None, "the fill never finished");
+        // One that finished before the worker noticed the newer job is done after all.
+        book.ended(7, Ended::Done { elapsed_ms: 5 });
+        assert_eq!(book.last_fill(), Some((3, 5)));
+
+        book.ask(asked(Purpose::Fill, &[4]));
+        book.started(Some(9));
+        book.ended(9, Ended::Done { elapsed_ms: 1234 });
+        assert_eq!(book.last_fill(), Some((1, 1234)));
+
+        // A refused job is over before it starts and owns no events.
+        book.ask(asked(Purpose::Cancel, &[]));
+        book.started(None);
+        assert!(matches!(
+            book.latest().and_then(|r| r.ended.clone()),
+            Some(Ended::Failed(_))
+        ));
+        assert!(!book.owns(0));
     }
 }
