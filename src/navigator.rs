@@ -6,6 +6,7 @@
 //! goes through [`render_recipes`], in batches and with a cache, and each tile equals what
 //! [`render_recipe`] makes of the tile's recipe alone, so any tile of a mosaic replays.
 
+pub mod island;
 mod render;
 
 pub use render::{TileCache, render_item, render_recipe, render_recipes};

@@ -10,7 +10,7 @@
 //! - [`dialogs`]: native file dialogs, off the UI thread.
 //! - [`panels`]: the tabs ([`panels::Tab`]) and what they share; [`navigator_panel`] and
 //!   [`minds_panel`] draw the navigator and alien-minds tabs and ask for worker jobs as
-//!   [`panels::Request`]s; [`minds`] holds the alien-minds tab's parts.
+//!   [`panels::Request`]s; [`minds`] and [`navigator`] hold their parts.
 
 pub mod app;
 pub mod dialogs;
@@ -18,6 +18,7 @@ pub mod generate_panel;
 pub mod jobs;
 pub mod minds;
 pub mod minds_panel;
+pub mod navigator;
 pub mod navigator_panel;
 pub mod panels;
 pub mod picture_view;

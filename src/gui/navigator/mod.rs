@@ -1,0 +1,13 @@
+//! The parts of the navigator tab ([`super::navigator_panel`]): the plane view's geometry
+//! ([`view`]), the tiles and jobs ([`tiles`]), the recipes the controls stand for and what is
+//! made of the results ([`recipes`]), and the drawing of the canvas ([`canvas`]) and of tiles
+//! outside it ([`detail`]), and the status row ([`status`]).
+//!
+//! Only `canvas`, `detail` and `status` draw; the others are plain data, tested without a window.
+
+pub mod canvas;
+pub mod detail;
+pub mod recipes;
+pub mod status;
+pub mod tiles;
+pub mod view;
