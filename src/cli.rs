@@ -65,6 +65,9 @@ pub enum Command {
     /// Make one picture per module (or per edit strength) with an edit applied: a mosaic of
     /// what the damaged minds imagine.
     Sweep(crate::sweep::SweepArgs),
+    /// Put the tiles that sharded runs (`--shard K/N --out-dir DIR`) wrote into one mosaic;
+    /// names every tile still missing.
+    Merge(crate::shard::MergeArgs),
 }
 
 /// Sampling options shared by the commands that generate.
@@ -186,6 +189,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Sweep(args)) => {
             crate::sweep::run(&model()?, &model_arg::device(device)?, &args)
         }
+        Some(Command::Merge(args)) => crate::shard::merge(&args),
         Some(Command::Tokenize(args)) => {
             let tokenizer = crate::engine::tokenizer::ClipTokenizer::from_dir(
                 &model_arg::tokenizer_dir(&model()?),

@@ -185,10 +185,24 @@ pub fn read_png_rgb(path: &Path) -> anyhow::Result<(usize, usize, Vec<u8>)> {
 pub fn read_png_json(path: &Path) -> anyhow::Result<String> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let decoder = png::Decoder::new(std::io::BufReader::new(file));
-    let reader = decoder
+    png_json(std::io::BufReader::new(file)).with_context(|| path.display().to_string())
+}
+
+/// Reads the recipe JSON stored in the bytes of a PNG made by the program (a file dropped on
+/// the window arrives as bytes).
+pub fn png_json_from_bytes(bytes: &[u8]) -> anyhow::Result<String> {
+    png_json(std::io::Cursor::new(bytes))
+}
+
+/// Whether bytes start like a PNG file.
+pub fn looks_like_png(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"\x89PNG\r\n\x1a\n")
+}
+
+fn png_json(input: impl std::io::BufRead + std::io::Seek) -> anyhow::Result<String> {
+    let reader = png::Decoder::new(input)
         .read_info()
-        .with_context(|| format!("{} is not a PNG", path.display()))?;
+        .context("not a PNG")?;
     let info = reader.info();
     for chunk in &info.utf8_text {
         if chunk.keyword == PNG_KEYWORD {
@@ -200,5 +214,5 @@ pub fn read_png_json(path: &Path) -> anyhow::Result<String> {
             return Ok(chunk.text.clone());
         }
     }
-    bail!("{} holds no interconcept recipe", path.display())
+    bail!("the PNG holds no interconcept recipe")
 }
