@@ -220,10 +220,11 @@ fn check_common(sampling: &SamplingArgs, mosaic: &MosaicArgs) -> Result<()> {
 /// Loads the model and makes the template recipe all tiles start from.
 fn prepare(
     model_dir: &Path,
+    device: &Device,
     sampling: &SamplingArgs,
     seed: u64,
 ) -> Result<(DiffusionModel, Recipe)> {
-    let model = DiffusionModel::load(model_dir, &Device::Cpu)?;
+    let model = DiffusionModel::load(model_dir, device)?;
     let template = Recipe::for_prompt(model.id.clone(), "", seed, sampling.params(&model));
     pipeline::validate(&model, &template.sampling)?;
     Ok((model, template))
@@ -423,7 +424,7 @@ fn write_shard(
 }
 
 /// Runs `interconcept plane`.
-pub fn plane(model_dir: &Path, args: &PlaneArgs) -> Result<()> {
+pub fn plane(model_dir: &Path, device: &Device, args: &PlaneArgs) -> Result<()> {
     check_common(&args.sampling, &args.mosaic)?;
     let centre = match args.at_random {
         Some(seed) => ConceptPoint::Random {
@@ -451,7 +452,7 @@ pub fn plane(model_dir: &Path, args: &PlaneArgs) -> Result<()> {
     };
     spec.validate()?;
     let noise_seed = args.noise_seed.unwrap_or(args.seed);
-    let (mut model, template) = prepare(model_dir, &args.sampling, noise_seed)?;
+    let (mut model, template) = prepare(model_dir, device, &args.sampling, noise_seed)?;
     let mut layout = navigator::plane_layout(&template, &spec)?;
 
     // Say where the second prompt lies: the plane passes through it, off the u axis.
@@ -467,7 +468,7 @@ pub fn plane(model_dir: &Path, args: &PlaneArgs) -> Result<()> {
 }
 
 /// Runs `interconcept line`.
-pub fn line(model_dir: &Path, args: &LineArgs) -> Result<()> {
+pub fn line(model_dir: &Path, device: &Device, args: &LineArgs) -> Result<()> {
     check_common(&args.sampling, &args.mosaic)?;
     let spec = LineSpec {
         from: ConceptPoint::Prompt(args.from.clone()),
@@ -478,13 +479,13 @@ pub fn line(model_dir: &Path, args: &LineArgs) -> Result<()> {
         columns: args.columns,
     };
     spec.validate()?;
-    let (mut model, template) = prepare(model_dir, &args.sampling, args.seed)?;
+    let (mut model, template) = prepare(model_dir, device, &args.sampling, args.seed)?;
     let layout = navigator::line_layout(&template, &spec)?;
     write_layout(&mut model, layout, &args.mosaic)
 }
 
 /// Runs `interconcept sample`.
-pub fn sample(model_dir: &Path, args: &SampleArgs) -> Result<()> {
+pub fn sample(model_dir: &Path, device: &Device, args: &SampleArgs) -> Result<()> {
     check_common(&args.sampling, &args.mosaic)?;
     let spec = SampleSpec {
         count: args.count,
@@ -493,7 +494,7 @@ pub fn sample(model_dir: &Path, args: &SampleArgs) -> Result<()> {
         columns: args.columns,
     };
     spec.validate()?;
-    let (mut model, template) = prepare(model_dir, &args.sampling, args.seed)?;
+    let (mut model, template) = prepare(model_dir, device, &args.sampling, args.seed)?;
     let layout = navigator::sample_layout(&template, &spec)?;
     write_layout(&mut model, layout, &args.mosaic)
 }

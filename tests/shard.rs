@@ -78,7 +78,9 @@ fn three_shards_merge_into_the_unsharded_plane() {
             .map(|s| (*s).to_string())
             .collect()
     };
-    let args = |v: &[String]| -> Vec<&str> { v.iter().map(String::as_str).collect() };
+    fn args(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
 
     ok(&args(&with(&["--out", &p("whole.png")])));
     let tiles = p("tiles");
@@ -172,9 +174,9 @@ fn sharded_sweep_merges_into_the_unsharded_sweep() {
         "sweep", "--edit", "mix-noise", "--values", "0,40,80", "--prompt", "a bag", "--steps",
         "2",
     ];
-    let whole = p("whole.png");
+    let (whole, whole_tiles) = (p("whole.png"), p("whole-tiles"));
     let mut args: Vec<&str> = sweep.to_vec();
-    args.extend(["--out", &whole, "--out-dir", &p("whole-tiles")]);
+    args.extend(["--out", &whole, "--out-dir", &whole_tiles]);
     ok(&args);
     let tiles = p("tiles");
     for shard in ["1/2", "2/2"] {

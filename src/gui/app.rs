@@ -55,8 +55,8 @@ pub struct ExplorerApp {
     replace: Option<(PathBuf, Export)>,
     /// A mosaic that was opened, whose tiles are offered one by one.
     opened_mosaic: Option<(String, Box<MosaicRecord>)>,
-    /// "Paste recipe" was pressed: the next paste is a recipe, wherever the focus is.
-    awaiting_paste: bool,
+    /// When "Paste recipe" was pressed: a paste soon after is a recipe, wherever the focus is.
+    awaiting_paste: Option<std::time::Instant>,
 }
 
 /// What the picture area should show after a batch of events; only the newest counts.
@@ -117,7 +117,7 @@ impl ExplorerApp {
             minds: MindsPanel::default(),
             replace: None,
             opened_mosaic: None,
-            awaiting_paste: false,
+            awaiting_paste: None,
         }
     }
 
@@ -317,7 +317,7 @@ impl ExplorerApp {
             Action::OpenRecipe => self.dialogs.pick_recipe(ctx),
             Action::PasteRecipe => {
                 // The integration answers with a paste event, read in `take_input`.
-                self.awaiting_paste = true;
+                self.awaiting_paste = Some(std::time::Instant::now());
                 ctx.send_viewport_cmd(egui::ViewportCommand::RequestPaste);
             }
             Action::CopyRecipe => {

@@ -11,6 +11,9 @@ use crate::gui::result_panel::Notice;
 use crate::mosaic::{Mosaic, MosaicRecord};
 use crate::recipe::Recipe;
 
+/// How long after "Paste recipe" a paste still counts as the recipe asked for.
+const PASTE_ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl ExplorerApp {
     /// The app's own message after the job status (an export written, a recipe refused).
     pub fn notice(&self) -> Option<&Notice> {
@@ -149,10 +152,17 @@ impl ExplorerApp {
                 tracing::info!(count = dropped.len(), "only the first dropped file is opened");
             }
         }
+        // The integration answers "Paste recipe" within a frame or two, or not at all when the
+        // clipboard holds no text; a later Ctrl+V in the prompt field is the prompt's.
+        let awaiting = self
+            .awaiting_paste
+            .is_some_and(|asked| asked.elapsed() < PASTE_ANSWER_WITHIN);
+        if !awaiting {
+            self.awaiting_paste = None;
+        }
         let text_has_focus = ctx.memory(|m| m.focused().is_some());
         for text in pasted {
-            if self.awaiting_paste {
-                self.awaiting_paste = false;
+            if self.awaiting_paste.take().is_some() {
                 self.open_recipe_text(&text);
             } else if !text_has_focus && text.trim_start().starts_with('{') {
                 self.open_recipe_text(&text);
