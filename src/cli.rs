@@ -177,9 +177,15 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Generate(args)) => generate(&model()?, device, &args),
         Some(Command::Replay(args)) => replay(&model()?, device, &args),
-        Some(Command::Plane(args)) => crate::cli_navigator::plane(&model()?, &model_arg::device(device)?, &args),
-        Some(Command::Line(args)) => crate::cli_navigator::line(&model()?, &model_arg::device(device)?, &args),
-        Some(Command::Sample(args)) => crate::cli_navigator::sample(&model()?, &model_arg::device(device)?, &args),
+        Some(Command::Plane(args)) => {
+            crate::cli_navigator::plane(&model()?, &model_arg::device(device)?, &args)
+        }
+        Some(Command::Line(args)) => {
+            crate::cli_navigator::line(&model()?, &model_arg::device(device)?, &args)
+        }
+        Some(Command::Sample(args)) => {
+            crate::cli_navigator::sample(&model()?, &model_arg::device(device)?, &args)
+        }
         Some(Command::Train(args)) => crate::train::cli::train(&args),
         Some(Command::Eval(args)) => crate::train::cli::eval(&model()?, &args),
         Some(Command::Bench(args)) => crate::bench::run(&model()?, &args),

@@ -3,7 +3,9 @@
 //! Each command lays out one recipe per tile ([`crate::navigator`]), renders them in batches,
 //! and writes one PNG whose text chunk holds every tile's recipe. A tile replays with
 //! `interconcept replay MOSAIC.png --tile ROW,COLUMN --out tile.png`, or from the JSON files
-//! that `--tile-recipes DIR` writes.
+//! that `--tile-recipes DIR` writes. With `--shard K/N --out-dir DIR` a command makes only its
+//! share of the tiles, as PNGs in DIR beside the layout, for `interconcept merge` (see
+//! [`crate::shard`]).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -205,6 +207,7 @@ fn check_common(sampling: &SamplingArgs, mosaic: &MosaicArgs) -> Result<()> {
     if let Some(out) = &mosaic.out {
         check_output(out)?;
     }
+    mosaic.shard.sharded()?;
     if sampling.steps == Some(0) {
         bail!("steps must be at least 1");
     }
@@ -232,7 +235,7 @@ fn prepare(
 
 /// Renders a layout and writes its mosaic (and tile recipes when asked).
 fn write_layout(model: &mut DiffusionModel, layout: Layout, args: &MosaicArgs) -> Result<()> {
-    if let (Some(shard), Some(dir)) = (args.shard.shard, &args.shard.out_dir) {
+    if let Some((shard, dir)) = args.shard.sharded()? {
         return write_shard(model, layout, args, shard, dir);
     }
     let Some(out) = &args.out else {

@@ -207,9 +207,7 @@ pub fn looks_like_png(bytes: &[u8]) -> bool {
 }
 
 fn png_json(input: impl std::io::BufRead + std::io::Seek) -> anyhow::Result<String> {
-    let reader = png::Decoder::new(input)
-        .read_info()
-        .context("not a PNG")?;
+    let reader = png::Decoder::new(input).read_info().context("not a PNG")?;
     let info = reader.info();
     for chunk in &info.utf8_text {
         if chunk.keyword == PNG_KEYWORD {
@@ -323,7 +321,10 @@ mod tests {
         } else {
             let error = write_png(&path, &picture(), "{}").unwrap_err();
             let text = format!("{error:#}");
-            assert!(text.contains("cannot write") && text.contains("p.png"), "{text}");
+            assert!(
+                text.contains("cannot write") && text.contains("p.png"),
+                "{text}"
+            );
             assert_eq!(std::fs::read(&path).unwrap(), b"old");
             assert!(leftovers(&folder).is_empty());
         }

@@ -49,9 +49,7 @@ impl FromStr for Shard {
 
     fn from_str(text: &str) -> Result<Self, String> {
         let bad = || {
-            format!(
-                "--shard {text:?}: expected K/N with 1 <= K <= N <= {MAX_SHARDS}, such as 2/8"
-            )
+            format!("--shard {text:?}: expected K/N with 1 <= K <= N <= {MAX_SHARDS}, such as 2/8")
         };
         let (k, n) = text.split_once('/').ok_or_else(bad)?;
         let index: usize = k.trim().parse().map_err(|_| bad())?;
@@ -81,11 +79,25 @@ impl std::fmt::Display for Shard {
 pub struct ShardArgs {
     /// Make only shard K of N: the tiles i (from 0, row by row) with i % N == K - 1, each as a
     /// PNG with its recipe, into --out-dir; `interconcept merge` then writes the mosaic.
-    #[arg(long, value_name = "K/N", requires = "out_dir")]
+    #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,
     /// The folder that sharded runs share: tiles, and the layout they belong to.
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
+}
+
+impl ShardArgs {
+    /// The shard and its folder, when sharded; refuses a shard without a folder.
+    pub fn sharded(&self) -> Result<Option<(Shard, &Path)>> {
+        match (self.shard, &self.out_dir) {
+            (Some(shard), Some(dir)) => Ok(Some((shard, dir.as_path()))),
+            (Some(_), None) => bail!("--shard needs --out-dir DIR, the folder the shards share"),
+            (None, Some(_)) => {
+                bail!("--out-dir goes with --shard K/N (--shard 1/1 makes every tile in one run)")
+            }
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 /// One tile of a layout file.
@@ -390,13 +402,7 @@ mod tests {
     #[test]
     fn shards_parse_and_split_tiles_round_robin() {
         let shard: Shard = "2/3".parse().unwrap();
-        assert_eq!(
-            shard,
-            Shard {
-                index: 2,
-                count: 3
-            }
-        );
+        assert_eq!(shard, Shard { index: 2, count: 3 });
         let owned: Vec<usize> = (0..8).filter(|&i| shard.owns(i)).collect();
         assert_eq!(owned, vec![1, 4, 7]);
 
@@ -407,7 +413,17 @@ mod tests {
                 .count();
             assert_eq!(owners, 1, "tile {i}");
         }
-        for bad in ["0/3", "4/3", "x", "1/0", "1", "1/x", "/3", "-1/3", "1/1000001"] {
+        for bad in [
+            "0/3",
+            "4/3",
+            "x",
+            "1/0",
+            "1",
+            "1/x",
+            "/3",
+            "-1/3",
+            "1/1000001",
+        ] {
             let error = bad.parse::<Shard>().unwrap_err();
             assert!(error.contains("K/N"), "{bad}: {error}");
         }
@@ -416,7 +432,15 @@ mod tests {
     #[test]
     fn layout_file_names_stay_inside_the_folder() {
         assert!(check_file_name("tile-0-1.png").is_ok());
-        for bad in ["../x.png", "/etc/passwd", "a/b.png", "..", ".", "", "a\\b.png"] {
+        for bad in [
+            "../x.png",
+            "/etc/passwd",
+            "a/b.png",
+            "..",
+            ".",
+            "",
+            "a\\b.png",
+        ] {
             assert!(check_file_name(bad).is_err(), "{bad:?} should be refused");
         }
     }

@@ -91,7 +91,9 @@ fn make_and_save(harness: &mut Harness<'_, ExplorerApp>, path: &Path) -> (Vec<u8
     harness.step();
     step_until(harness, "the picture", |app| !app.is_busy());
     let ctx = harness.ctx.clone();
-    harness.state_mut().save_picture_to(&ctx, path.to_path_buf());
+    harness
+        .state_mut()
+        .save_picture_to(&ctx, path.to_path_buf());
     step_until(harness, "the save", |app| {
         notice_text(app).starts_with("saved")
     });
@@ -136,7 +138,11 @@ fn a_dropped_png_restores_its_settings_and_makes_the_same_bytes() {
     assert!(harness.state().is_busy(), "the picture is made again");
     step_until(&mut harness, "the picture again", |app| !app.is_busy());
     let app = harness.state();
-    assert!(matches!(app.status(), Status::Done { .. }), "{}", app.status_text());
+    assert!(
+        matches!(app.status(), Status::Done { .. }),
+        "{}",
+        app.status_text()
+    );
     assert_eq!(app.last_recipe(), Some(&recipe));
     let again = &app.last_picture().expect("a picture").rgb;
     assert!(again == &picture, "the same bytes again");
@@ -229,6 +235,8 @@ fn saving_over_a_file_asks_first_and_a_failed_save_is_a_notice() {
     std::fs::write(&kept, b"precious").unwrap();
     let ctx = harness.ctx.clone();
     harness.state_mut().save_picture_to(&ctx, kept.clone());
+    // A new window is sized on its first frame and shown on the next.
+    harness.step();
     harness.step();
     assert_eq!(harness.state().replace_pending(), Some(kept.as_path()));
     harness.get_by_label("Replace kept.png?");
@@ -241,9 +249,11 @@ fn saving_over_a_file_asks_first_and_a_failed_save_is_a_notice() {
     // Replace writes it.
     harness.state_mut().save_picture_to(&ctx, kept.clone());
     harness.step();
+    harness.step();
     harness.get_by_label("Replace").click();
+    let saved = format!("saved {}", kept.display());
     step_until(&mut harness, "the replacing save", |app| {
-        notice_text(app).starts_with("saved")
+        notice_text(app) == saved
     });
     assert_eq!(recipe::read_png_rgb(&kept).unwrap().2, picture);
     let json = recipe::read_png_json(&kept).unwrap();
@@ -301,9 +311,8 @@ fn a_mosaic_exports_asks_before_replacing_and_offers_its_tiles_when_dropped() {
     harness
         .state_mut()
         .export_mosaic_to(&ctx, mosaic.clone(), path.clone());
-    step_until(&mut harness, "the export", |app| {
-        notice_text(app).starts_with("saved")
-    });
+    let saved = format!("saved {}", path.display());
+    step_until(&mut harness, "the export", |app| notice_text(app) == saved);
     let record = MosaicRecord::from_json(&recipe::read_png_json(&path).unwrap()).unwrap();
     assert_eq!(record.tiles.len(), 2);
     assert_eq!(record.tiles[1].recipe, recipe);
@@ -313,6 +322,7 @@ fn a_mosaic_exports_asks_before_replacing_and_offers_its_tiles_when_dropped() {
     harness
         .state_mut()
         .export_mosaic_to(&ctx, mosaic, path.clone());
+    harness.step();
     harness.step();
     assert_eq!(harness.state().replace_pending(), Some(path.as_path()));
     harness.get_by_label("Cancel").click();
@@ -331,7 +341,11 @@ fn a_mosaic_exports_asks_before_replacing_and_offers_its_tiles_when_dropped() {
         notice_text(harness.state())
     );
     assert!(harness.state().opened_mosaic().is_some());
-    assert!(!harness.state().is_busy(), "no picture until a tile is chosen");
+    assert!(
+        !harness.state().is_busy(),
+        "no picture until a tile is chosen"
+    );
+    harness.step();
     harness.get_by_label_contains("0,1").click();
     harness.step();
     step_until(&mut harness, "the tile's picture", |app| !app.is_busy());

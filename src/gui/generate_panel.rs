@@ -76,7 +76,7 @@ fn seed_row_ui(ui: &mut Ui, settings: &mut GenerateSettings) {
                 .range(0..=MAX_SEED)
                 .clamp_existing_to_range(false),
         )
-            .labelled_by(label.id);
+        .labelled_by(label.id);
         if ui
             .button("Random")
             .on_hover_text("Pick a random seed")

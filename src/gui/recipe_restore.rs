@@ -113,9 +113,11 @@ pub fn restore(recipe: &Recipe, loaded: Option<&ModelId>) -> Result<Restored, St
         ));
     }
     if recipe.noise.is_some() {
-        return Err("this recipe starts at a point of noise space, which the window cannot \
+        return Err(
+            "this recipe starts at a point of noise space, which the window cannot \
                     make yet; make it with `interconcept replay RECIPE --out PNG`"
-            .into());
+                .into(),
+        );
     }
     let sampling = &recipe.sampling;
     for (what, side) in [("width", sampling.width), ("height", sampling.height)] {

@@ -7,7 +7,8 @@
 //! already holds the same recipe, so an interrupted sweep of Stable Diffusion's 391 modules
 //! resumes where it stopped. The tiles are also put together into one labelled mosaic whose
 //! record holds every tile's recipe, so `interconcept replay sweep.png --tile ROW,COLUMN` makes
-//! any tile again.
+//! any tile again. With `--shard K/N` a run makes only its share of the tiles (and the layout
+//! file of [`crate::shard`]); `interconcept merge` then writes the mosaic.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -105,7 +106,7 @@ pub struct SweepArgs {
     pub out_dir: Option<PathBuf>,
     /// Make only shard K of N: the tiles i (from 0, in mosaic order) with i % N == K - 1, into
     /// --out-dir (needed); `interconcept merge DIR --out sweep.png` then writes the mosaic.
-    #[arg(long, value_name = "K/N", requires = "out_dir")]
+    #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -256,6 +257,9 @@ fn style(args: &SweepArgs, side: usize) -> Result<MosaicStyle> {
 pub fn run(model_path: &Path, device: &Device, args: &SweepArgs) -> Result<()> {
     if let Some(out) = &args.out {
         check_output(out)?;
+    }
+    if args.shard.is_some() && args.out_dir.is_none() {
+        bail!("--shard needs --out-dir DIR, the folder the shards share");
     }
     let out_dir = match (&args.out_dir, &args.out) {
         (Some(dir), _) => dir.clone(),

@@ -51,9 +51,10 @@ impl ExplorerApp {
     /// Opens a recipe file (JSON, or a PNG made by the program) as if chosen in the open
     /// dialog or dropped on the window.
     pub fn open_recipe_file(&mut self, path: &Path) {
-        let name = path
-            .file_name()
-            .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into());
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        );
         match recipe_restore::read_opened(path) {
             Ok(opened) => self.open(&name, opened),
             Err(error) => self.refuse(&name, &error),
@@ -149,7 +150,10 @@ impl ExplorerApp {
         if let Some(path) = dropped.first() {
             self.open_recipe_file(path);
             if dropped.len() > 1 {
-                tracing::info!(count = dropped.len(), "only the first dropped file is opened");
+                tracing::info!(
+                    count = dropped.len(),
+                    "only the first dropped file is opened"
+                );
             }
         }
         // The integration answers "Paste recipe" within a frame or two, or not at all when the
@@ -162,9 +166,10 @@ impl ExplorerApp {
         }
         let text_has_focus = ctx.memory(|m| m.focused().is_some());
         for text in pasted {
-            if self.awaiting_paste.take().is_some() {
-                self.open_recipe_text(&text);
-            } else if !text_has_focus && text.trim_start().starts_with('{') {
+            // Asked for, the paste is taken whatever it holds (and refused if not a recipe);
+            // otherwise only JSON pasted outside text fields is.
+            let asked = self.awaiting_paste.take().is_some();
+            if asked || (!text_has_focus && text.trim_start().starts_with('{')) {
                 self.open_recipe_text(&text);
             }
         }
@@ -175,9 +180,10 @@ impl ExplorerApp {
         let Some((path, export)) = &self.replace else {
             return;
         };
-        let name = path
-            .file_name()
-            .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into());
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        );
         let folder = path
             .parent()
             .map_or_else(String::new, |p| p.display().to_string());

@@ -50,11 +50,17 @@ fn a_recipe_restores_every_setting_the_edits_and_the_job() {
     assert_eq!(restored.edits, recipe.edits);
     assert_eq!(restored.job.params, recipe.sampling);
     assert_eq!(restored.job.edits, recipe.edits);
-    assert_eq!((restored.job.seed, restored.job.point.as_ref()), (1234, None));
+    assert_eq!(
+        (restored.job.seed, restored.job.point.as_ref()),
+        (1234, None)
+    );
 
     // The settings alone make the same job (the size is chosen for this model).
     let job = s.to_job().expect("the size is set");
-    assert_eq!((job.prompt, job.seed, job.params), ("a red bag".into(), 1234, recipe.sampling));
+    assert_eq!(
+        (job.prompt, job.seed, job.params),
+        ("a red bag".into(), 1234, recipe.sampling)
+    );
 }
 
 #[test]
@@ -146,7 +152,8 @@ fn hostile_numbers_are_refused_before_anything_changes() {
             Opened::Mosaic(_) => Err("a mosaic".into()),
         }
     };
-    let cases: Vec<(Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(Edit, &str)> = vec![
         (
             Box::new(|v| v["sampling"]["num_steps"] = u64::MAX.into()),
             "steps",
@@ -166,10 +173,7 @@ fn hostile_numbers_are_refused_before_anything_changes() {
             "",
         ),
         (Box::new(|v| v["seed"] = (-5).into()), "schema"),
-        (
-            Box::new(|v| v["seed"] = serde_json::json!(1.5)),
-            "schema",
-        ),
+        (Box::new(|v| v["seed"] = serde_json::json!(1.5)), "schema"),
         (
             Box::new(|v| v["edits"][0]["kind"] = "knock_out_everything".into()),
             "schema",
