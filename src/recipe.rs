@@ -255,8 +255,13 @@ mod tests {
     /// Names in `dir` that look like this module's temporary files.
     fn leftovers(dir: &Path) -> Vec<String> {
         std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .expect("the folder lists")
+            .map(|e| {
+                e.expect("an entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .filter(|n| n.contains(".tmp-"))
             .collect()
     }
@@ -310,25 +315,28 @@ mod tests {
     fn read_only_folder(dir: &Path) {
         use std::os::unix::fs::PermissionsExt;
         let folder = dir.join("locked");
-        std::fs::create_dir(&folder).unwrap();
+        std::fs::create_dir(&folder).expect("test file system");
         let path = folder.join("p.png");
-        std::fs::write(&path, b"old").unwrap();
-        std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o555)).unwrap();
+        std::fs::write(&path, b"old").expect("test file system");
+        std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o555))
+            .expect("test file system");
         let probe = folder.join("probe");
         if std::fs::write(&probe, b"").is_ok() {
             eprintln!("skipped the read-only folder check: this user (root?) writes anyway");
             let _ = std::fs::remove_file(&probe);
         } else {
-            let error = write_png(&path, &picture(), "{}").unwrap_err();
+            let error = write_png(&path, &picture(), "{}")
+                .expect_err("a read-only folder refuses the write");
             let text = format!("{error:#}");
             assert!(
                 text.contains("cannot write") && text.contains("p.png"),
                 "{text}"
             );
-            assert_eq!(std::fs::read(&path).unwrap(), b"old");
+            assert_eq!(std::fs::read(&path).expect("test file system"), b"old");
             assert!(leftovers(&folder).is_empty());
         }
-        std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755))
+            .expect("test file system");
     }
 
     #[test]

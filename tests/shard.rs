@@ -61,8 +61,8 @@ fn assert_same_mosaic(sharded: &Path, whole: &Path) {
         a_rgb.len()
     );
     assert_eq!(
-        std::fs::read(sharded).unwrap(),
-        std::fs::read(whole).unwrap(),
+        std::fs::read(sharded).expect("the merged mosaic"),
+        std::fs::read(whole).expect("the unsharded mosaic"),
         "the merged PNG is the unsharded one, byte for byte"
     );
 }
