@@ -65,6 +65,9 @@ pub enum Command {
     /// Make one picture per module (or per edit strength) with an edit applied: a mosaic of
     /// what the damaged minds imagine.
     Sweep(crate::sweep::SweepArgs),
+    /// Put the tiles that sharded runs (`--shard K/N --out-dir DIR`) wrote into one mosaic;
+    /// names every tile still missing.
+    Merge(crate::shard::MergeArgs),
 }
 
 /// Sampling options shared by the commands that generate.
@@ -174,9 +177,15 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Generate(args)) => generate(&model()?, device, &args),
         Some(Command::Replay(args)) => replay(&model()?, device, &args),
-        Some(Command::Plane(args)) => crate::cli_navigator::plane(&model()?, &args),
-        Some(Command::Line(args)) => crate::cli_navigator::line(&model()?, &args),
-        Some(Command::Sample(args)) => crate::cli_navigator::sample(&model()?, &args),
+        Some(Command::Plane(args)) => {
+            crate::cli_navigator::plane(&model()?, &model_arg::device(device)?, &args)
+        }
+        Some(Command::Line(args)) => {
+            crate::cli_navigator::line(&model()?, &model_arg::device(device)?, &args)
+        }
+        Some(Command::Sample(args)) => {
+            crate::cli_navigator::sample(&model()?, &model_arg::device(device)?, &args)
+        }
         Some(Command::Train(args)) => crate::train::cli::train(&args),
         Some(Command::Eval(args)) => crate::train::cli::eval(&model()?, &args),
         Some(Command::Bench(args)) => crate::bench::run(&model()?, &args),
@@ -186,6 +195,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Sweep(args)) => {
             crate::sweep::run(&model()?, &model_arg::device(device)?, &args)
         }
+        Some(Command::Merge(args)) => crate::shard::merge(&args),
         Some(Command::Tokenize(args)) => {
             let tokenizer = crate::engine::tokenizer::ClipTokenizer::from_dir(
                 &model_arg::tokenizer_dir(&model()?),

@@ -3,7 +3,9 @@
 //! Each command lays out one recipe per tile ([`crate::navigator`]), renders them in batches,
 //! and writes one PNG whose text chunk holds every tile's recipe. A tile replays with
 //! `interconcept replay MOSAIC.png --tile ROW,COLUMN --out tile.png`, or from the JSON files
-//! that `--tile-recipes DIR` writes.
+//! that `--tile-recipes DIR` writes. With `--shard K/N --out-dir DIR` a command makes only its
+//! share of the tiles, as PNGs in DIR beside the layout, for `interconcept merge` (see
+//! [`crate::shard`]).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -22,19 +24,24 @@ use crate::navigator::{
     self, Layout, LineSpec, PlaneKind, PlaneSpec, SampleSpec, TileCache, describe, format_value,
     render_recipes,
 };
-use crate::recipe::Recipe;
+use crate::recipe::{self, Recipe};
+use crate::shard::{Shard, ShardArgs, ShardLayout, ShardReport, ShardTile, existing_tile};
 use crate::train::fashion_mnist::{Colour, NUM_CLASSES, caption};
 
 /// Options shared by the commands that write mosaics.
 #[derive(Debug, Clone, Args)]
 pub struct MosaicArgs {
-    /// Output PNG: the mosaic, with every tile's recipe inside.
-    #[arg(long)]
-    pub out: PathBuf,
+    /// Output PNG: the mosaic, with every tile's recipe inside (with --shard, `interconcept
+    /// merge` writes it instead).
+    #[arg(long, required_unless_present = "shard", conflicts_with = "shard")]
+    pub out: Option<PathBuf>,
     /// Also write each tile's recipe as JSON into this folder (tile-ROW-COLUMN.json), for
     /// `interconcept replay`.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "shard")]
     pub tile_recipes: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub shard: ShardArgs,
     /// Pixels between tiles.
     #[arg(long, default_value_t = 2)]
     pub gap: usize,
@@ -197,7 +204,10 @@ pub struct SampleArgs {
 
 /// Checks the options every grid shares, before the model loads.
 fn check_common(sampling: &SamplingArgs, mosaic: &MosaicArgs) -> Result<()> {
-    check_output(&mosaic.out)?;
+    if let Some(out) = &mosaic.out {
+        check_output(out)?;
+    }
+    mosaic.shard.sharded()?;
     if sampling.steps == Some(0) {
         bail!("steps must be at least 1");
     }
@@ -213,10 +223,11 @@ fn check_common(sampling: &SamplingArgs, mosaic: &MosaicArgs) -> Result<()> {
 /// Loads the model and makes the template recipe all tiles start from.
 fn prepare(
     model_dir: &Path,
+    device: &Device,
     sampling: &SamplingArgs,
     seed: u64,
 ) -> Result<(DiffusionModel, Recipe)> {
-    let model = DiffusionModel::load(model_dir, &Device::Cpu)?;
+    let model = DiffusionModel::load(model_dir, device)?;
     let template = Recipe::for_prompt(model.id.clone(), "", seed, sampling.params(&model));
     pipeline::validate(&model, &template.sampling)?;
     Ok((model, template))
@@ -224,13 +235,15 @@ fn prepare(
 
 /// Renders a layout and writes its mosaic (and tile recipes when asked).
 fn write_layout(model: &mut DiffusionModel, layout: Layout, args: &MosaicArgs) -> Result<()> {
+    if let Some((shard, dir)) = args.shard.sharded()? {
+        return write_shard(model, layout, args, shard, dir);
+    }
+    let Some(out) = &args.out else {
+        bail!("--out is needed without --shard");
+    };
     let started = Instant::now();
     let recipes: Vec<Recipe> = layout.tiles.iter().map(|t| t.recipe.clone()).collect();
-    let style = MosaicStyle {
-        gap: args.gap,
-        zoom: args.zoom,
-        labels: args.labels,
-    };
+    let style = style_of(args);
     let sampling = &recipes[0].sampling;
     let rows = recipes.len().div_ceil(layout.columns.max(1));
     mosaic::check_size(
@@ -291,7 +304,7 @@ fn write_layout(model: &mut DiffusionModel, layout: Layout, args: &MosaicArgs) -
         tiles,
         style,
     };
-    let record = mosaic.write(&args.out)?;
+    let record = mosaic.write(out)?;
     if let Some(dir) = &args.tile_recipes {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         for tile in &record.tiles {
@@ -301,7 +314,7 @@ fn write_layout(model: &mut DiffusionModel, layout: Layout, args: &MosaicArgs) -
         }
     }
     tracing::info!(
-        out = %args.out.display(),
+        out = %out.display(),
         tiles = record.tiles.len(),
         batch,
         seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
@@ -310,8 +323,111 @@ fn write_layout(model: &mut DiffusionModel, layout: Layout, args: &MosaicArgs) -
     Ok(())
 }
 
+/// The look of the mosaic the options ask for.
+fn style_of(args: &MosaicArgs) -> MosaicStyle {
+    MosaicStyle {
+        gap: args.gap,
+        zoom: args.zoom,
+        labels: args.labels,
+    }
+}
+
+/// Makes one shard of a layout: writes the layout file, then each owned tile that is not
+/// already there as a PNG with its recipe inside.
+fn write_shard(
+    model: &mut DiffusionModel,
+    layout: Layout,
+    args: &MosaicArgs,
+    shard: Shard,
+    dir: &Path,
+) -> Result<()> {
+    let style = style_of(args);
+    let sampling = &layout.tiles[0].recipe.sampling;
+    let rows = layout.tiles.len().div_ceil(layout.columns.max(1));
+    mosaic::check_size(
+        layout.columns,
+        rows,
+        sampling.width,
+        sampling.height,
+        &style,
+    )?;
+    let mut file = ShardLayout::new(layout.title, layout.columns, &style);
+    file.column_labels = layout.column_labels;
+    file.row_labels = layout.row_labels;
+    file.corner_label = layout.corner_label;
+    file.tiles = layout
+        .tiles
+        .into_iter()
+        .enumerate()
+        .map(|(i, tile)| ShardTile {
+            file: format!("tile-{}-{}.png", i / file.columns, i % file.columns),
+            label: tile.label,
+            recipe: tile.recipe,
+        })
+        .collect();
+    file.write_into(dir)?;
+
+    // The owned tiles an earlier run has not made yet.
+    let owned: Vec<&ShardTile> = file
+        .tiles
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| shard.owns(*i))
+        .map(|(_, t)| t)
+        .collect();
+    let todo: Vec<&ShardTile> = owned
+        .iter()
+        .copied()
+        .filter(|t| existing_tile(&dir.join(&t.file), &t.recipe).is_none())
+        .collect();
+    let recipes: Vec<Recipe> = todo.iter().map(|t| t.recipe.clone()).collect();
+    let mut report = ShardReport {
+        owned: owned.len(),
+        ..ShardReport::default()
+    };
+    if !recipes.is_empty() {
+        let batch = args
+            .batch
+            .unwrap_or_else(|| default_batch_size(model, &recipes[0].sampling));
+        let bar = if std::io::stderr().is_terminal() {
+            indicatif::ProgressBar::new(recipes.len() as u64)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        // Batch by batch, each batch's tiles written before the next is drawn, so a shard that
+        // is stopped keeps what it made.
+        let (mut applied, mut resolver) = (Vec::new(), Resolver::new());
+        for (tiles, recipes) in todo.chunks(batch).zip(recipes.chunks(batch)) {
+            let pictures = render_recipes(
+                model,
+                &mut applied,
+                &mut resolver,
+                &mut TileCache::default(),
+                recipes,
+                batch,
+                &mut |_, _| {
+                    bar.inc(1);
+                    true
+                },
+            )?;
+            for (tile, picture) in tiles.iter().zip(pictures) {
+                let recipe = Recipe {
+                    non_finite: picture.non_finite,
+                    ..tile.recipe.clone()
+                };
+                recipe::write_png(&dir.join(&tile.file), &picture, &recipe.to_json())?;
+                report.made += 1;
+                report.broken += usize::from(picture.non_finite);
+            }
+        }
+        bar.finish_and_clear();
+    }
+    println!("{}", report.line(shard, file.tiles.len(), dir));
+    Ok(())
+}
+
 /// Runs `interconcept plane`.
-pub fn plane(model_dir: &Path, args: &PlaneArgs) -> Result<()> {
+pub fn plane(model_dir: &Path, device: &Device, args: &PlaneArgs) -> Result<()> {
     check_common(&args.sampling, &args.mosaic)?;
     let centre = match args.at_random {
         Some(seed) => ConceptPoint::Random {
@@ -339,7 +455,7 @@ pub fn plane(model_dir: &Path, args: &PlaneArgs) -> Result<()> {
     };
     spec.validate()?;
     let noise_seed = args.noise_seed.unwrap_or(args.seed);
-    let (mut model, template) = prepare(model_dir, &args.sampling, noise_seed)?;
+    let (mut model, template) = prepare(model_dir, device, &args.sampling, noise_seed)?;
     let mut layout = navigator::plane_layout(&template, &spec)?;
 
     // Say where the second prompt lies: the plane passes through it, off the u axis.
@@ -355,7 +471,7 @@ pub fn plane(model_dir: &Path, args: &PlaneArgs) -> Result<()> {
 }
 
 /// Runs `interconcept line`.
-pub fn line(model_dir: &Path, args: &LineArgs) -> Result<()> {
+pub fn line(model_dir: &Path, device: &Device, args: &LineArgs) -> Result<()> {
     check_common(&args.sampling, &args.mosaic)?;
     let spec = LineSpec {
         from: ConceptPoint::Prompt(args.from.clone()),
@@ -366,13 +482,13 @@ pub fn line(model_dir: &Path, args: &LineArgs) -> Result<()> {
         columns: args.columns,
     };
     spec.validate()?;
-    let (mut model, template) = prepare(model_dir, &args.sampling, args.seed)?;
+    let (mut model, template) = prepare(model_dir, device, &args.sampling, args.seed)?;
     let layout = navigator::line_layout(&template, &spec)?;
     write_layout(&mut model, layout, &args.mosaic)
 }
 
 /// Runs `interconcept sample`.
-pub fn sample(model_dir: &Path, args: &SampleArgs) -> Result<()> {
+pub fn sample(model_dir: &Path, device: &Device, args: &SampleArgs) -> Result<()> {
     check_common(&args.sampling, &args.mosaic)?;
     let spec = SampleSpec {
         count: args.count,
@@ -381,7 +497,7 @@ pub fn sample(model_dir: &Path, args: &SampleArgs) -> Result<()> {
         columns: args.columns,
     };
     spec.validate()?;
-    let (mut model, template) = prepare(model_dir, &args.sampling, args.seed)?;
+    let (mut model, template) = prepare(model_dir, device, &args.sampling, args.seed)?;
     let layout = navigator::sample_layout(&template, &spec)?;
     write_layout(&mut model, layout, &args.mosaic)
 }

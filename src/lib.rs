@@ -14,6 +14,7 @@ pub mod gui;
 pub mod mosaic;
 pub mod navigator;
 pub mod recipe;
+pub mod shard;
 pub mod surgery_cli;
 pub mod sweep;
 pub mod train;

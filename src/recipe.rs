@@ -126,11 +126,7 @@ pub fn write_png_rgb(
     let name = path
         .file_name()
         .with_context(|| format!("{} is not a file path", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let tmp = dir.join(temporary_name(name));
     let result = (|| -> anyhow::Result<()> {
         let file = std::fs::File::create(&tmp)?;
         let mut encoder = png::Encoder::new(BufWriter::new(file), width as u32, height as u32);
@@ -147,6 +143,17 @@ pub fn write_png_rgb(
         let _ = std::fs::remove_file(&tmp);
     }
     result.with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// A name for a temporary file beside `name` that no other writer picks: shards on several
+/// machines (where every container's process id may be 1) write into one shared folder.
+pub fn temporary_name(name: &std::ffi::OsStr) -> String {
+    format!(
+        ".{}.tmp-{}-{:016x}",
+        name.to_string_lossy(),
+        std::process::id(),
+        rand::random::<u64>()
+    )
 }
 
 /// Reads a PNG's pixels as RGB8: `(width, height, rgb)`. Only 8-bit RGB and RGBA files (alpha
@@ -185,10 +192,22 @@ pub fn read_png_rgb(path: &Path) -> anyhow::Result<(usize, usize, Vec<u8>)> {
 pub fn read_png_json(path: &Path) -> anyhow::Result<String> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let decoder = png::Decoder::new(std::io::BufReader::new(file));
-    let reader = decoder
-        .read_info()
-        .with_context(|| format!("{} is not a PNG", path.display()))?;
+    png_json(std::io::BufReader::new(file)).with_context(|| path.display().to_string())
+}
+
+/// Reads the recipe JSON stored in the bytes of a PNG made by the program (a file dropped on
+/// the window arrives as bytes).
+pub fn png_json_from_bytes(bytes: &[u8]) -> anyhow::Result<String> {
+    png_json(std::io::Cursor::new(bytes))
+}
+
+/// Whether bytes start like a PNG file.
+pub fn looks_like_png(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"\x89PNG\r\n\x1a\n")
+}
+
+fn png_json(input: impl std::io::BufRead + std::io::Seek) -> anyhow::Result<String> {
+    let reader = png::Decoder::new(input).read_info().context("not a PNG")?;
     let info = reader.info();
     for chunk in &info.utf8_text {
         if chunk.keyword == PNG_KEYWORD {
@@ -200,5 +219,143 @@ pub fn read_png_json(path: &Path) -> anyhow::Result<String> {
             return Ok(chunk.text.clone());
         }
     }
-    bail!("{} holds no interconcept recipe", path.display())
+    bail!("the PNG holds no interconcept recipe")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::scheduler::SamplerKind;
+
+    fn picture() -> Picture {
+        Picture {
+            width: 2,
+            height: 2,
+            rgb: (0..12).collect(),
+            non_finite: false,
+        }
+    }
+
+    fn recipe() -> Recipe {
+        let model = ModelId {
+            name: "embedded".into(),
+            weights_hash: "00ff".into(),
+            variant: None,
+        };
+        let sampling = SamplingParams {
+            num_steps: 3,
+            guidance_scale: 4.0,
+            sampler: SamplerKind::Ddim,
+            width: 2,
+            height: 2,
+        };
+        Recipe::for_prompt(model, "../../etc/passwd", 7, sampling)
+    }
+
+    /// Names in `dir` that look like this module's temporary files.
+    fn leftovers(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .expect("the folder lists")
+            .map(|e| {
+                e.expect("an entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .filter(|n| n.contains(".tmp-"))
+            .collect()
+    }
+
+    #[test]
+    fn a_png_round_trips_its_pixels_and_recipe_and_a_prompt_stays_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.png");
+        write_png(&path, &picture(), &recipe().to_json()).unwrap();
+        let (w, h, rgb) = read_png_rgb(&path).unwrap();
+        assert_eq!((w, h, rgb), (2, 2, picture().rgb));
+        let read = Recipe::from_json(&read_png_json(&path).unwrap()).unwrap();
+        assert_eq!(read, recipe());
+        assert_eq!(read.prompt, "../../etc/passwd");
+        assert_eq!(
+            png_json_from_bytes(&std::fs::read(&path).unwrap()).unwrap(),
+            recipe().to_json()
+        );
+        // Nothing was written where the prompt points.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_write_replaces_the_whole_file_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.png");
+        std::fs::write(&path, vec![7; 100_000]).unwrap();
+        write_png(&path, &picture(), "{}").unwrap();
+        assert_eq!(read_png_rgb(&path).unwrap().2, picture().rgb);
+        assert!(leftovers(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_old_file_and_says_where() {
+        let dir = tempfile::tempdir().unwrap();
+
+        // A file where the folder should be fails for every user, root included.
+        let blocker = dir.path().join("file");
+        std::fs::write(&blocker, b"x").unwrap();
+        let error = write_png(&blocker.join("p.png"), &picture(), "{}").unwrap_err();
+        assert!(format!("{error:#}").contains("cannot write"), "{error:#}");
+
+        // A read-only folder: the old picture stays whole and no temporary is left behind.
+        // Root ignores permission bits, so the check is skipped where a probe file can still
+        // be created in the read-only folder (as in containers that run tests as root).
+        #[cfg(unix)]
+        read_only_folder(dir.path());
+    }
+
+    #[cfg(unix)]
+    fn read_only_folder(dir: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        let folder = dir.join("locked");
+        std::fs::create_dir(&folder).expect("test file system");
+        let path = folder.join("p.png");
+        std::fs::write(&path, b"old").expect("test file system");
+        std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o555))
+            .expect("test file system");
+        let probe = folder.join("probe");
+        if std::fs::write(&probe, b"").is_ok() {
+            eprintln!("skipped the read-only folder check: this user (root?) writes anyway");
+            let _ = std::fs::remove_file(&probe);
+        } else {
+            let error = write_png(&path, &picture(), "{}")
+                .expect_err("a read-only folder refuses the write");
+            let text = format!("{error:#}");
+            assert!(
+                text.contains("cannot write") && text.contains("p.png"),
+                "{text}"
+            );
+            assert_eq!(std::fs::read(&path).expect("test file system"), b"old");
+            assert!(leftovers(&folder).is_empty());
+        }
+        std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755))
+            .expect("test file system");
+    }
+
+    #[test]
+    fn versions_are_checked_before_the_schema() {
+        let mut value: serde_json::Value = serde_json::from_str(&recipe().to_json()).unwrap();
+        value["version"] = (RECIPE_VERSION + 1).into();
+        value["a_field_of_the_future"] = 1.into();
+        let error = Recipe::from_json(&value.to_string()).unwrap_err();
+        assert!(format!("{error:#}").contains("newer"), "{error:#}");
+
+        value["version"] = RECIPE_VERSION.into();
+        let error = Recipe::from_json(&value.to_string()).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("a_field_of_the_future"),
+            "{error:#}"
+        );
+        value["version"] = u64::MAX.into();
+        assert!(Recipe::from_json(&value.to_string()).is_err());
+        assert!(Recipe::from_json("").is_err());
+        assert!(Recipe::from_json("null").is_err());
+    }
 }

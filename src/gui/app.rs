@@ -1,11 +1,16 @@
 //! [`ExplorerApp`]: the eframe app. It owns the worker's handle and the runtime state, drains
 //! worker events each frame (a bounded number, never waiting), lays out the panels and carries
 //! out the [`Action`]s they report.
+//!
+//! Recipes come in three ways (the "Open recipe…" dialog, a file dropped on the window, recipe
+//! JSON pasted while no text field has focus) and all go through
+//! [`super::recipe_restore::restore`]. Pictures and mosaics go out through a save dialog; a file
+//! that is already there is replaced only after the user says so.
 
 use std::path::PathBuf;
 
 use super::Action;
-use super::dialogs::{DialogOutcome, Dialogs};
+use super::dialogs::{DialogOutcome, Dialogs, Export};
 use super::generate_panel::generate_panel_ui;
 use super::jobs::{JobTracker, Outcome, Status};
 use super::minds_panel::MindsPanel;
@@ -15,8 +20,11 @@ use super::picture_view::{PictureView, Shown, ShownKind};
 use super::result_panel::{Notice, result_panel_ui, status_line_ui, status_text, toolbar_ui};
 use super::settings::{GenerateSettings, STORAGE_KEY};
 use crate::engine::pipeline::Picture;
+use crate::mosaic::MosaicRecord;
 use crate::recipe::Recipe;
 use crate::worker::{Frame, Job, Worker};
+
+mod recipes;
 
 /// How many worker events one frame handles at most; the rest wait for the next frame, so a
 /// burst of previews cannot stall drawing.
@@ -43,6 +51,12 @@ pub struct ExplorerApp {
     notice: Option<Notice>,
     navigator: NavigatorPanel,
     minds: MindsPanel,
+    /// A save that would replace a file, waiting for the user's yes or no.
+    replace: Option<(PathBuf, Export)>,
+    /// A mosaic that was opened, whose tiles are offered one by one.
+    opened_mosaic: Option<(String, Box<MosaicRecord>)>,
+    /// When "Paste recipe" was pressed: a paste soon after is a recipe, wherever the focus is.
+    awaiting_paste: Option<std::time::Instant>,
 }
 
 /// What the picture area should show after a batch of events; only the newest counts.
@@ -101,6 +115,9 @@ impl ExplorerApp {
             notice: None,
             navigator: NavigatorPanel::default(),
             minds: MindsPanel::default(),
+            replace: None,
+            opened_mosaic: None,
+            awaiting_paste: None,
         }
     }
 
@@ -255,26 +272,31 @@ impl ExplorerApp {
         }
     }
 
-    fn drain_dialogs(&mut self) {
+    fn drain_dialogs(&mut self, ctx: &egui::Context) {
         let Some(outcome) = self.dialogs.try_recv() else {
             return;
         };
         match outcome {
             DialogOutcome::ModelFolder(Some(dir)) => self.load_model(dir),
-            DialogOutcome::Saved(Ok(Some(path))) => {
-                tracing::info!(path = %path.display(), "picture saved");
+            DialogOutcome::RecipeFile(Some(path)) => self.open_recipe_file(&path),
+            DialogOutcome::SavePath(Some((path, export))) => self.save_chosen(ctx, path, export),
+            DialogOutcome::Saved(Ok((path, what))) => {
+                tracing::info!(path = %path.display(), "{what} saved");
                 self.notice = Some(Notice {
                     text: format!("saved {}", path.display()),
                     is_error: false,
                 });
             }
             DialogOutcome::Saved(Err(error)) => {
+                tracing::error!("{error}");
                 self.notice = Some(Notice {
                     text: error,
                     is_error: true,
                 });
             }
-            DialogOutcome::ModelFolder(None) | DialogOutcome::Saved(Ok(None)) => {}
+            DialogOutcome::ModelFolder(None)
+            | DialogOutcome::RecipeFile(None)
+            | DialogOutcome::SavePath(None) => {}
         }
     }
 
@@ -285,10 +307,18 @@ impl ExplorerApp {
             Action::SavePng => {
                 if let Some(finished) = self.jobs.finished() {
                     let name = format!("interconcept-{}.png", finished.recipe.seed);
-                    let json = finished.recipe.to_json();
-                    self.dialogs
-                        .save_png(ctx, finished.picture.clone(), json, name);
+                    let export = Export::Picture {
+                        picture: finished.picture.clone(),
+                        recipe_json: finished.recipe.to_json(),
+                    };
+                    self.dialogs.choose_save_path(ctx, export, name);
                 }
+            }
+            Action::OpenRecipe => self.dialogs.pick_recipe(ctx),
+            Action::PasteRecipe => {
+                // The integration answers with a paste event, read in `take_input`.
+                self.awaiting_paste = Some(std::time::Instant::now());
+                ctx.send_viewport_cmd(egui::ViewportCommand::RequestPaste);
             }
             Action::CopyRecipe => {
                 if let Some(finished) = self.jobs.finished() {
@@ -304,14 +334,20 @@ impl ExplorerApp {
 
     /// Submits a panel's request: a picture goes to the picture tab's tracker (the panel does
     /// not own it), tiles to the panel that asked.
-    fn submit_request(&mut self, from: Tab, request: Request) {
+    fn submit_request(&mut self, ctx: &egui::Context, from: Tab, request: Request) {
         match request {
             Request::Generate(job) => self.submit_generate(job),
-            Request::ExportMosaic(_mosaic) => {
-                self.notice = Some(Notice {
-                    text: "mosaic export is not wired yet".into(),
-                    is_error: true,
-                });
+            Request::ExportMosaic(mosaic) => {
+                if self.dialogs.is_open() || self.replace.is_some() {
+                    self.notice = Some(Notice {
+                        text: "finish the open dialog first".into(),
+                        is_error: true,
+                    });
+                } else {
+                    let name = format!("interconcept-mosaic-{}.png", mosaic.tiles.len());
+                    self.dialogs
+                        .choose_save_path(ctx, Export::Mosaic(mosaic), name);
+                }
             }
             Request::Tiles(job) => {
                 let submitted = self.worker.submit(crate::worker::Job::Tiles(job));
@@ -339,21 +375,25 @@ impl ExplorerApp {
             .view
             .shown()
             .is_some_and(|s| s.kind == ShownKind::Finished);
-        finished_on_screen && self.jobs.finished().is_some() && !self.dialogs.is_open()
+        finished_on_screen
+            && self.jobs.finished().is_some()
+            && !self.dialogs.is_open()
+            && self.replace.is_none()
     }
 }
 
 impl eframe::App for ExplorerApp {
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
         self.drain_worker(ctx);
-        self.drain_dialogs();
+        self.drain_dialogs(ctx);
+        self.take_input(ctx);
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let mut actions = Vec::new();
         let can_generate = self.jobs.model().is_some();
         let can_export = self.can_export();
-        let dialog_open = self.dialogs.is_open();
+        let dialog_open = self.dialogs.is_open() || self.replace.is_some();
 
         egui::Panel::top("toolbar").show(ui, |ui| {
             ui.horizontal(|ui| {
@@ -407,8 +447,10 @@ impl eframe::App for ExplorerApp {
             self.act(&ctx, action);
         }
         for (from, request) in requests {
-            self.submit_request(from, request);
+            self.submit_request(&ctx, from, request);
         }
+        self.replace_ui(&ctx);
+        self.opened_mosaic_ui(&ctx);
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {

@@ -1,27 +1,69 @@
 //! Native file dialogs, run off the UI thread so the window keeps drawing previews while one is
 //! open.
 //!
-//! The dialog is built on the UI thread (macOS wants that) and awaited on a named helper thread,
-//! which also writes the PNG once a path is chosen; the result comes back over a bounded channel
-//! and the helper wakes the UI.
+//! The dialog is built on the UI thread (macOS wants that) and awaited on a named helper thread;
+//! the result comes back over a bounded channel and the helper wakes the UI. A save dialog only
+//! chooses the path: the app asks before replacing a file that is there, then [`Dialogs::write`]
+//! writes on another helper thread (a temporary file in the target folder, renamed into place),
+//! so a large mosaic never stalls the window and a failed write leaves nothing half-written.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use crate::engine::pipeline::Picture;
+use crate::mosaic::Mosaic;
 use crate::recipe;
 
-/// What a closed dialog brought back.
+/// Something to save as a PNG with its recipe (or its mosaic record) inside.
+#[derive(Debug, Clone)]
+pub enum Export {
+    /// One picture and its recipe's JSON.
+    Picture {
+        /// The picture.
+        picture: Picture,
+        /// Its recipe, as JSON.
+        recipe_json: String,
+    },
+    /// A grid, drawn into one PNG with every tile's recipe.
+    Mosaic(Box<Mosaic>),
+}
+
+impl Export {
+    /// Writes the PNG atomically: a temporary file in the target folder, then a rename.
+    pub fn write(&self, path: &Path) -> anyhow::Result<()> {
+        match self {
+            Export::Picture {
+                picture,
+                recipe_json,
+            } => recipe::write_png(path, picture, recipe_json),
+            Export::Mosaic(mosaic) => mosaic.write(path).map(|_| ()),
+        }
+    }
+
+    /// What it is, for messages.
+    pub fn what(&self) -> &'static str {
+        match self {
+            Export::Picture { .. } => "picture",
+            Export::Mosaic(_) => "mosaic",
+        }
+    }
+}
+
+/// What a closed dialog (or a finished write) brought back.
 #[derive(Debug)]
 pub enum DialogOutcome {
     /// The model folder chosen, or `None` when the dialog was dismissed.
     ModelFolder(Option<PathBuf>),
-    /// Where the PNG was written, `None` when dismissed, or why writing failed.
-    Saved(Result<Option<PathBuf>, String>),
+    /// The recipe file chosen, or `None` when the dialog was dismissed.
+    RecipeFile(Option<PathBuf>),
+    /// Where to save, with what; `None` when dismissed. Nothing is written yet.
+    SavePath(Option<(PathBuf, Export)>),
+    /// What was written where, or why writing failed.
+    Saved(Result<(PathBuf, &'static str), String>),
 }
 
 /// At most one dialog is open; its outcome arrives through [`Dialogs::try_recv`].
@@ -54,34 +96,61 @@ impl Dialogs {
         let dialog = rfd::AsyncFileDialog::new()
             .set_title("Load a model folder (diffusers layout)")
             .pick_folder();
-        self.spawn(ctx, "interconcept-dialog-model", async move {
+        let _ = self.spawn(ctx, "interconcept-dialog-model", async move {
             DialogOutcome::ModelFolder(dialog.await.map(|handle| handle.path().to_path_buf()))
         });
     }
 
-    /// Opens a save dialog and writes the picture there with its recipe inside the PNG.
-    pub fn save_png(
-        &mut self,
-        ctx: &egui::Context,
-        picture: Picture,
-        recipe_json: String,
-        file_name: String,
-    ) {
+    /// Opens a dialog to choose a recipe: JSON, or a PNG made by the program.
+    pub fn pick_recipe(&mut self, ctx: &egui::Context) {
         let dialog = rfd::AsyncFileDialog::new()
-            .set_title("Save the picture with its recipe")
+            .set_title("Open a recipe (JSON, or a PNG made by interconcept)")
+            .add_filter("Recipe or picture", &["json", "png"])
+            .pick_file();
+        let _ = self.spawn(ctx, "interconcept-dialog-recipe", async move {
+            DialogOutcome::RecipeFile(dialog.await.map(|handle| handle.path().to_path_buf()))
+        });
+    }
+
+    /// Opens a save dialog for `export`; the path chosen comes back as
+    /// [`DialogOutcome::SavePath`] and nothing is written until [`Dialogs::write`].
+    pub fn choose_save_path(&mut self, ctx: &egui::Context, export: Export, file_name: String) {
+        let title = match export {
+            Export::Picture { .. } => "Save the picture with its recipe",
+            Export::Mosaic(_) => "Export the mosaic with every tile's recipe",
+        };
+        let dialog = rfd::AsyncFileDialog::new()
+            .set_title(title)
             .set_file_name(file_name)
             .add_filter("PNG image", &["png"])
             .save_file();
-        self.spawn(ctx, "interconcept-dialog-save", async move {
-            let Some(handle) = dialog.await else {
-                return DialogOutcome::Saved(Ok(None));
-            };
-            let path = handle.path().to_path_buf();
-            let written = recipe::write_png(&path, &picture, &recipe_json)
-                .map(|()| Some(path))
-                .map_err(|e| format!("{e:#}"));
+        let _ = self.spawn(ctx, "interconcept-dialog-save", async move {
+            let path = dialog.await.map(|handle| handle.path().to_path_buf());
+            DialogOutcome::SavePath(path.map(|path| (path, export)))
+        });
+    }
+
+    /// Writes `export` to `path` on a helper thread (replacing a file there: ask first); the
+    /// result comes back as [`DialogOutcome::Saved`]. An error when no thread could start; the
+    /// picture or grid is still in the window to save again.
+    pub fn write(
+        &mut self,
+        ctx: &egui::Context,
+        path: PathBuf,
+        export: Export,
+    ) -> Result<(), String> {
+        let started = self.spawn(ctx, "interconcept-write", async move {
+            let written = export
+                .write(&path)
+                .map(|()| (path, export.what()))
+                .map_err(|e| format!("{} not saved: {e:#}", export.what()));
             DialogOutcome::Saved(written)
         });
+        if started {
+            Ok(())
+        } else {
+            Err("cannot start a thread to write the file; nothing was written".into())
+        }
     }
 
     /// The outcome of the dialog that closed, if one did; never blocks.
@@ -91,12 +160,13 @@ impl Dialogs {
         Some(outcome)
     }
 
+    /// Runs `task` on a named helper thread; false when the thread could not start.
     fn spawn(
         &mut self,
         ctx: &egui::Context,
         name: &str,
         task: impl Future<Output = DialogOutcome> + Send + 'static,
-    ) {
+    ) -> bool {
         let outcomes = self.outcomes_tx.clone();
         let ctx = ctx.clone();
         let spawned = std::thread::Builder::new()
@@ -108,8 +178,14 @@ impl Dialogs {
                 ctx.request_repaint();
             });
         match spawned {
-            Ok(_) => self.open = true,
-            Err(e) => tracing::error!("cannot start a dialog thread: {e}"),
+            Ok(_) => {
+                self.open = true;
+                true
+            }
+            Err(e) => {
+                tracing::error!("cannot start a dialog thread: {e}");
+                false
+            }
         }
     }
 }

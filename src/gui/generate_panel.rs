@@ -70,8 +70,13 @@ fn prompt_row_ui(ui: &mut Ui, settings: &mut GenerateSettings) -> bool {
 fn seed_row_ui(ui: &mut Ui, settings: &mut GenerateSettings) {
     let label = ui.label("Seed");
     ui.horizontal(|ui| {
-        ui.add(egui::DragValue::new(&mut settings.seed).range(0..=MAX_SEED))
-            .labelled_by(label.id);
+        ui.add(
+            // A recipe from the command line may hold any u64 seed: kept as it is.
+            egui::DragValue::new(&mut settings.seed)
+                .range(0..=MAX_SEED)
+                .clamp_existing_to_range(false),
+        )
+        .labelled_by(label.id);
         if ui
             .button("Random")
             .on_hover_text("Pick a random seed")

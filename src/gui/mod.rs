@@ -7,7 +7,9 @@
 //! - [`generate_panel`] and [`result_panel`]: the `_ui` functions that draw and report
 //!   [`Action`]s.
 //! - [`picture_view`]: the one texture that previews and the finished picture update in place.
-//! - [`dialogs`]: native file dialogs, off the UI thread.
+//! - [`dialogs`]: native file dialogs, off the UI thread, and writes that never replace a file
+//!   without asking.
+//! - [`recipe_restore`]: from an opened, dropped or pasted recipe to the settings (no egui).
 //! - [`panels`]: the tabs ([`panels::Tab`]) and what they share; [`navigator_panel`] and
 //!   [`minds_panel`] draw the navigator and alien-minds tabs and ask for worker jobs as
 //!   [`panels::Request`]s; [`minds`] and [`navigator`] hold their parts.
@@ -22,6 +24,7 @@ pub mod navigator;
 pub mod navigator_panel;
 pub mod panels;
 pub mod picture_view;
+pub mod recipe_restore;
 pub mod result_panel;
 pub mod settings;
 
@@ -47,6 +50,10 @@ pub enum Action {
     SavePng,
     /// Copy the finished picture's recipe JSON to the clipboard.
     CopyRecipe,
+    /// Choose a recipe (JSON, or a PNG made by the program) and make its picture again.
+    OpenRecipe,
+    /// Make the picture of the recipe JSON on the clipboard again.
+    PasteRecipe,
 }
 
 /// Opens the explorer window over the model in `model_dir` and runs until it is closed; the

@@ -16,7 +16,7 @@ pub struct Notice {
     pub is_error: bool,
 }
 
-/// The toolbar: loading a model.
+/// The toolbar: loading a model, opening or pasting a recipe.
 pub fn toolbar_ui(ui: &mut Ui, can_open_dialog: bool) -> Option<Action> {
     let mut action = None;
     ui.horizontal(|ui| {
@@ -25,6 +25,24 @@ pub fn toolbar_ui(ui: &mut Ui, can_open_dialog: bool) -> Option<Action> {
             .on_hover_text("A Stable Diffusion model folder in diffusers' layout");
         if load.clicked() {
             action = Some(Action::LoadModelFolder);
+        }
+        let open = ui
+            .add_enabled(can_open_dialog, egui::Button::new("Open recipe…"))
+            .on_hover_text(
+                "Make a picture again from its recipe: a .json file or a PNG made by \
+                 interconcept (or drop one on the window)",
+            );
+        if open.clicked() {
+            action = Some(Action::OpenRecipe);
+        }
+        let paste = ui
+            .add_enabled(can_open_dialog, egui::Button::new("Paste recipe"))
+            .on_hover_text(
+                "Make the picture of the recipe JSON on the clipboard (Ctrl+V outside text \
+                 fields does the same)",
+            );
+        if paste.clicked() {
+            action = Some(Action::PasteRecipe);
         }
     });
     action

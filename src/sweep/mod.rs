@@ -7,7 +7,8 @@
 //! already holds the same recipe, so an interrupted sweep of Stable Diffusion's 391 modules
 //! resumes where it stopped. The tiles are also put together into one labelled mosaic whose
 //! record holds every tile's recipe, so `interconcept replay sweep.png --tile ROW,COLUMN` makes
-//! any tile again.
+//! any tile again. With `--shard K/N` a run makes only its share of the tiles (and the layout
+//! file of [`crate::shard`]); `interconcept merge` then writes the mosaic.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -20,10 +21,10 @@ use serde::Serialize;
 use crate::cli::{SamplingArgs, check_output, render};
 use crate::cli_navigator::parse_label_place;
 use crate::engine::model::{Component, DiffusionModel};
-use crate::engine::pipeline::Picture;
 use crate::engine::surgery::{WeightEdit, apply_edits, catalog};
 use crate::mosaic::{self, LabelPlace, Mosaic, MosaicStyle, MosaicTile};
 use crate::recipe::{self, Recipe};
+use crate::shard::{Shard, ShardLayout, ShardReport, ShardTile, existing_tile};
 use crate::surgery_cli::parse_component;
 
 mod layout;
@@ -86,9 +87,10 @@ pub struct SweepArgs {
     /// Seed of the initial noise, the same in every tile.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// The mosaic of all tiles, labelled (PNG, with every tile's recipe inside).
-    #[arg(long)]
-    pub out: PathBuf,
+    /// The mosaic of all tiles, labelled (PNG, with every tile's recipe inside); with --shard,
+    /// `interconcept merge` writes it instead.
+    #[arg(long, required_unless_present = "shard", conflicts_with = "shard")]
+    pub out: Option<PathBuf>,
     /// Draw each picture pixel as ZOOM x ZOOM pixels (1 to 16); by default small pictures are
     /// enlarged to about 128 pixels so that their labels fit.
     #[arg(long)]
@@ -102,6 +104,10 @@ pub struct SweepArgs {
     /// Folder of the tiles; `<out without .png>-tiles` when absent.
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
+    /// Make only shard K of N: the tiles i (from 0, in mosaic order) with i % N == K - 1, into
+    /// --out-dir (needed); `interconcept merge DIR --out sweep.png` then writes the mosaic.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub sampling: SamplingArgs,
@@ -234,27 +240,6 @@ fn tiles(model: &DiffusionModel, args: &SweepArgs) -> Result<Vec<Tile>> {
         .collect())
 }
 
-/// The picture of a tile made by an earlier run with the same recipe, if there is one.
-fn existing_tile(path: &Path, wanted: &Recipe) -> Option<Picture> {
-    let json = recipe::read_png_json(path).ok()?;
-    let found = Recipe::from_json(&json).ok()?;
-    let same = found.model == wanted.model
-        && found.prompt == wanted.prompt
-        && found.seed == wanted.seed
-        && found.sampling == wanted.sampling
-        && found.edits == wanted.edits;
-    if !same {
-        return None;
-    }
-    let (width, height, rgb) = recipe::read_png_rgb(path).ok()?;
-    (width == wanted.sampling.width && height == wanted.sampling.height).then_some(Picture {
-        width,
-        height,
-        rgb,
-        non_finite: found.non_finite,
-    })
-}
-
 /// The mosaic's look: a small picture is enlarged so that its label fits under it.
 fn style(args: &SweepArgs, side: usize) -> Result<MosaicStyle> {
     let zoom = args.zoom.unwrap_or((128 / side.max(1)).clamp(1, 8));
@@ -270,14 +255,22 @@ fn style(args: &SweepArgs, side: usize) -> Result<MosaicStyle> {
 
 /// Runs `interconcept sweep`.
 pub fn run(model_path: &Path, device: &Device, args: &SweepArgs) -> Result<()> {
-    check_output(&args.out)?;
-    let out_dir = args.out_dir.clone().unwrap_or_else(|| {
-        let stem = args
-            .out
-            .file_stem()
-            .map_or_else(|| "sweep".to_string(), |s| s.to_string_lossy().into_owned());
-        args.out.with_file_name(format!("{stem}-tiles"))
-    });
+    if let Some(out) = &args.out {
+        check_output(out)?;
+    }
+    if args.shard.is_some() && args.out_dir.is_none() {
+        bail!("--shard needs --out-dir DIR, the folder the shards share");
+    }
+    let out_dir = match (&args.out_dir, &args.out) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(out)) => {
+            let stem = out
+                .file_stem()
+                .map_or_else(|| "sweep".to_string(), |s| s.to_string_lossy().into_owned());
+            out.with_file_name(format!("{stem}-tiles"))
+        }
+        (None, None) => bail!("--out-dir or --out is needed"),
+    };
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
     let mut model = DiffusionModel::load(model_path, device)?;
@@ -300,11 +293,9 @@ pub fn run(model_path: &Path, device: &Device, args: &SweepArgs) -> Result<()> {
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let (mut mosaic_tiles, mut made, mut broken) = (Vec::with_capacity(tiles.len()), 0, 0);
-    for tile in &tiles {
-        bar.set_message(tile.label.clone());
-        let path = out_dir.join(&tile.file);
-        let mut recipe = Recipe {
+    let recipes: Vec<Recipe> = tiles
+        .iter()
+        .map(|tile| Recipe {
             edits: tile.edits.clone(),
             ..Recipe::for_prompt(
                 model.id.clone(),
@@ -312,8 +303,68 @@ pub fn run(model_path: &Path, device: &Device, args: &SweepArgs) -> Result<()> {
                 args.seed,
                 sampling.clone(),
             )
-        };
-        let picture = match existing_tile(&path, &recipe) {
+        })
+        .collect();
+    let title = title(args);
+    // The tile list with full names beside the tiles.
+    let manifest = Manifest {
+        sweep: edit_name(args.edit),
+        prompt: &args.prompt,
+        seed: args.seed,
+        columns,
+        tiles: &tiles,
+    };
+    let json = serde_json::to_string_pretty(&manifest).context("cannot describe the sweep")?;
+    let manifest_path = out_dir.join("sweep.json");
+    std::fs::write(&manifest_path, json + "\n")
+        .with_context(|| format!("cannot write {}", manifest_path.display()))?;
+
+    // A shard writes the layout and its own tiles; `merge` makes the mosaic.
+    if let Some(shard) = args.shard {
+        let mut layout = ShardLayout::new(title, columns, &style);
+        layout.tiles = tiles
+            .iter()
+            .zip(&recipes)
+            .map(|(tile, recipe)| ShardTile {
+                file: tile.file.clone(),
+                label: tile.short.clone(),
+                recipe: recipe.clone(),
+            })
+            .collect();
+        layout.write_into(&out_dir)?;
+        let mut report = ShardReport::default();
+        for (index, (tile, recipe)) in tiles.iter().zip(&recipes).enumerate() {
+            if !shard.owns(index) {
+                continue;
+            }
+            report.owned += 1;
+            let path = out_dir.join(&tile.file);
+            if existing_tile(&path, recipe).is_some() {
+                continue;
+            }
+            bar.set_message(tile.label.clone());
+            let mut recipe = recipe.clone();
+            let picture = render(&mut model, &mut recipe, None)?;
+            recipe::write_png(&path, &picture, &recipe.to_json())?;
+            report.made += 1;
+            report.broken += usize::from(picture.non_finite);
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        apply_edits(&mut model, &[])?;
+        println!("{}", report.line(shard, tiles.len(), &out_dir));
+        return Ok(());
+    }
+    let Some(out) = &args.out else {
+        bail!("--out is needed without --shard");
+    };
+
+    let (mut mosaic_tiles, mut made, mut broken) = (Vec::with_capacity(tiles.len()), 0, 0);
+    for (tile, recipe) in tiles.iter().zip(recipes) {
+        bar.set_message(tile.label.clone());
+        let path = out_dir.join(&tile.file);
+        let mut recipe = recipe;
+        let picture = match existing_tile(&path, &recipe).map(|(picture, _)| picture) {
             Some(picture) => picture,
             None => {
                 let picture = render(&mut model, &mut recipe, None)?;
@@ -334,19 +385,34 @@ pub fn run(model_path: &Path, device: &Device, args: &SweepArgs) -> Result<()> {
     bar.finish_and_clear();
     apply_edits(&mut model, &[])?;
 
-    // The tile list with full names beside the tiles, then the labelled mosaic.
-    let manifest = Manifest {
-        sweep: edit_name(args.edit),
-        prompt: &args.prompt,
-        seed: args.seed,
+    let mosaic = Mosaic {
+        title,
         columns,
-        tiles: &tiles,
+        column_labels: Vec::new(),
+        row_labels: Vec::new(),
+        corner_label: String::new(),
+        tiles: mosaic_tiles,
+        style,
     };
-    let json = serde_json::to_string_pretty(&manifest).context("cannot describe the sweep")?;
-    let manifest_path = out_dir.join("sweep.json");
-    std::fs::write(&manifest_path, json + "\n")
-        .with_context(|| format!("cannot write {}", manifest_path.display()))?;
-    let title = match args.edit {
+    mosaic.write(out)?;
+    println!(
+        "{} tiles ({made} made, {} already there{}) in {}; mosaic {}",
+        tiles.len(),
+        tiles.len() - made,
+        if broken > 0 {
+            format!(", {broken} broken by NaN or infinity")
+        } else {
+            String::new()
+        },
+        out_dir.display(),
+        out.display()
+    );
+    Ok(())
+}
+
+/// The mosaic's title: the edit, the component, the prompt and the seeds.
+fn title(args: &SweepArgs) -> String {
+    match args.edit {
         SweepEdit::Knockout | SweepEdit::Randomize | SweepEdit::Scale => format!(
             "{} each {} module: \"{}\", seed {}",
             edit_name(args.edit),
@@ -362,30 +428,7 @@ pub fn run(model_path: &Path, device: &Device, args: &SweepArgs) -> Result<()> {
             args.prompt,
             args.seed
         ),
-    };
-    let mosaic = Mosaic {
-        title,
-        columns,
-        column_labels: Vec::new(),
-        row_labels: Vec::new(),
-        corner_label: String::new(),
-        tiles: mosaic_tiles,
-        style,
-    };
-    mosaic.write(&args.out)?;
-    println!(
-        "{} tiles ({made} made, {} already there{}) in {}; mosaic {}",
-        tiles.len(),
-        tiles.len() - made,
-        if broken > 0 {
-            format!(", {broken} broken by NaN or infinity")
-        } else {
-            String::new()
-        },
-        out_dir.display(),
-        args.out.display()
-    );
-    Ok(())
+    }
 }
 
 /// The edit's name as on the command line.
