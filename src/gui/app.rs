@@ -22,7 +22,7 @@ use super::settings::{GenerateSettings, STORAGE_KEY};
 use crate::engine::pipeline::Picture;
 use crate::mosaic::MosaicRecord;
 use crate::recipe::Recipe;
-use crate::worker::{Frame, Job, Worker};
+use crate::worker::{Event, Frame, Job, Worker};
 
 mod recipes;
 
@@ -223,11 +223,14 @@ impl ExplorerApp {
             drained += 1;
             tracing::trace!(?drained, "worker event");
             let id = event.id();
-            if self.navigator.owns(id) {
+            // A model loaded again after a crash reports under the next job's id, which may be
+            // a panel's: the tracker must see it all the same.
+            let is_load = matches!(event, Event::ModelLoaded { .. });
+            if self.navigator.owns(id) && !is_load {
                 self.navigator.apply(ctx, event);
                 continue;
             }
-            if self.minds.owns(id) {
+            if self.minds.owns(id) && !is_load {
                 self.minds.apply(ctx, event);
                 continue;
             }
@@ -337,6 +340,10 @@ impl ExplorerApp {
     fn submit_request(&mut self, ctx: &egui::Context, from: Tab, request: Request) {
         match request {
             Request::Generate(job) => self.submit_generate(job),
+            Request::Show(job) => {
+                self.submit_generate(job);
+                self.tab = Tab::Picture;
+            }
             Request::ExportMosaic(mosaic) => {
                 if self.dialogs.is_open() || self.replace.is_some() {
                     self.notice = Some(Notice {

@@ -481,14 +481,14 @@ impl NavigatorPanel {
                 self.notice = Some(("recipe copied".into(), false));
             }
             Some(DetailAction::OpenInPicture) => {
-                requests.push(Request::Generate(GenerateJob {
+                requests.push(Request::Show(GenerateJob {
                     prompt: recipe.prompt.clone(),
                     seed: recipe.seed,
                     params: recipe.sampling.clone(),
                     point: recipe.point.clone(),
                     edits: recipe.edits.clone(),
                 }));
-                self.notice = Some(("sent to the Picture tab".into(), false));
+                self.notice = Some(("opened in the Picture tab".into(), false));
             }
             None => {}
         }

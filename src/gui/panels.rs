@@ -74,8 +74,10 @@ impl PanelContext<'_> {
 pub enum Request {
     /// Pictures for a grid.
     Tiles(TilesJob),
-    /// One picture in the picture tab (a tile opened large, a slider dragged).
+    /// One picture in the picture tab, made while the panel stays open (a slider dragged).
     Generate(GenerateJob),
+    /// One picture in the picture tab, which opens (a tile chosen to look at closely).
+    Show(GenerateJob),
     /// Save a grid as one mosaic PNG (with each tile's recipe) through a save dialog.
     ExportMosaic(Box<crate::mosaic::Mosaic>),
 }
