@@ -53,6 +53,10 @@ pub enum Part {
     Vae,
     /// One text encoding of one prompt.
     Text,
+    /// Mixing 2% noise into every UNet weight, then undoing it.
+    Mix,
+    /// Knocking out one UNet module (the first `resnets.0.conv1`), then undoing it.
+    Knockout,
 }
 
 fn median(mut xs: Vec<Duration>) -> Duration {
@@ -110,7 +114,10 @@ pub fn peak_rss_mib() -> Option<f64> {
 /// prints `{"part", "size", "ms" (median), "runs", "peak_rss_mib"}` as one JSON line.
 fn run_part(model_dir: &Path, args: &BenchArgs, part: Part) -> Result<()> {
     use candle_core::{DType, Tensor};
-    let model = DiffusionModel::load(model_dir, &Device::Cpu)?;
+    let mut model = DiffusionModel::load(model_dir, &Device::Cpu)?;
+    if matches!(part, Part::Mix | Part::Knockout) {
+        return time_edit(&mut model, args, part);
+    }
     let size = args.size.unwrap_or(model.default_size);
     anyhow::ensure!(
         size > 0 && size.is_multiple_of(model.vae_downscale * model.size_multiple),
@@ -133,7 +140,7 @@ fn run_part(model_dir: &Path, args: &BenchArgs, part: Part) -> Result<()> {
             Part::Vae => {
                 pipeline::decode(&model, &latents)?;
             }
-            Part::Text => {
+            Part::Text | Part::Mix | Part::Knockout => {
                 model.encode_prompts(&[prompt])?;
             }
         }
@@ -151,6 +158,51 @@ fn run_part(model_dir: &Path, args: &BenchArgs, part: Part) -> Result<()> {
         "part": format!("{part:?}").to_lowercase(),
         "size": size,
         "ms": median(times).as_secs_f64() * 1e3,
+        "runs": args.runs.max(1),
+        "peak_rss_mib": peak_rss_mib(),
+    });
+    println!("{line}");
+    Ok(())
+}
+
+/// `bench --part mix|knockout`: an edit of the UNet and its undo, timed apart.
+fn time_edit(model: &mut DiffusionModel, args: &BenchArgs, part: Part) -> Result<()> {
+    let edits = match part {
+        Part::Mix => vec![WeightEdit::MixNoise {
+            percent: 2.0,
+            seed: 1,
+            components: vec![Component::Unet],
+        }],
+        _ => {
+            let modules = catalog(model, Component::Unet);
+            let module = modules
+                .modules
+                .iter()
+                .find(|m| m.name.ends_with("resnets.0.conv1"))
+                .or(modules.modules.first())
+                .context("the UNet has no modules")?;
+            vec![WeightEdit::Knockout {
+                component: Component::Unet,
+                module: module.name.clone(),
+            }]
+        }
+    };
+    let (mut apply, mut undo) = (Vec::new(), Vec::new());
+    let mut values = 0;
+    for _ in 0..args.runs.max(1) {
+        let started = Instant::now();
+        values = apply_edits(model, &edits)?.values_written;
+        apply.push(started.elapsed());
+        let started = Instant::now();
+        apply_edits(model, &[])?;
+        undo.push(started.elapsed());
+    }
+    let line = serde_json::json!({
+        "implementation": "interconcept",
+        "part": format!("{part:?}").to_lowercase(),
+        "values": values,
+        "apply_ms": median(apply).as_secs_f64() * 1e3,
+        "undo_ms": median(undo).as_secs_f64() * 1e3,
         "runs": args.runs.max(1),
         "peak_rss_mib": peak_rss_mib(),
     });

@@ -63,7 +63,7 @@ pub fn run_gui(model_dir: PathBuf, device: Option<Device>) -> anyhow::Result<()>
         renderer: eframe::Renderer::Wgpu,
         viewport: egui::ViewportBuilder::default()
             .with_title(APP_NAME)
-            .with_inner_size([900.0, 620.0])
+            .with_inner_size([1180.0, 760.0])
             .with_min_inner_size([700.0, 520.0]),
         persist_window: true,
         ..Default::default()
