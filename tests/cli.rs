@@ -210,3 +210,20 @@ fn tokenize_prints_clip_ids() {
         "49406 320 2368 49407\n"
     );
 }
+
+#[test]
+fn argument_errors_name_the_argument_on_one_line() {
+    let missing = expect_one_error_line(&interconcept(&["generate", "--prompt", "a bag"]));
+    assert!(missing.contains("--out"), "{missing}");
+    let bad = expect_one_error_line(&interconcept(&[
+        "generate",
+        "--scheduler",
+        "nope",
+        "--out",
+        "x.png",
+    ]));
+    assert!(
+        bad.contains("ddim"),
+        "the possible values are listed: {bad}"
+    );
+}
