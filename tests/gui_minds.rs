@@ -303,6 +303,14 @@ fn a_blown_up_mind_is_marked_and_heals() {
             .next()
             .is_some()
     );
+    // The Picture tab says the picture is a marker.
+    harness.state_mut().set_tab(interconcept::gui::Tab::Picture);
+    harness.step();
+    harness.step();
+    assert!(harness.query_by_label_contains("NaN or infinity").is_some());
+    harness.state_mut().set_tab(interconcept::gui::Tab::Minds);
+    harness.step();
+    harness.step();
 
     harness.get_by_label("Heal").click();
     harness.step();

@@ -59,6 +59,15 @@ pub fn result_panel_ui(
 ) -> Option<Action> {
     let mut action = None;
     view.picture_ui(ui);
+    if jobs.finished().is_some_and(|f| f.recipe.non_finite) {
+        ui.label(
+            RichText::new(
+                "the model produced NaN or infinity: the picture is a marker, and its recipe \
+                 says so",
+            )
+            .color(ui.visuals().error_fg_color),
+        );
+    }
     ui.add_space(6.0);
 
     let width = super::picture_view::DISPLAY_SIDE;
