@@ -246,17 +246,20 @@ pub fn render(
 ) -> Result<Picture> {
     pipeline::validate(model, &recipe.sampling)?;
     crate::engine::surgery::apply_edits(model, &recipe.edits)?;
+    // The prompt's own point is made from its tokens: say what truncation cut.
+    if recipe.point.is_none()
+        && let Some(cut) = model.tokenizer.encode(&recipe.prompt)?.truncated
+    {
+        eprintln!(
+            "warning: prompt truncated to {} tokens; dropped: {cut}",
+            model.tokenizer.max_len()
+        );
+    }
     let picture = match initial {
         // Seeded noise: the navigator's renderer, which also resolves concept and noise points.
         None => navigator::render_recipe(model, recipe)?,
         Some(initial) => {
-            let (conditioning, cut) = model.encode_prompts(&[recipe.prompt.as_str()])?;
-            if let Some(Some(cut)) = cut.first() {
-                eprintln!(
-                    "warning: prompt truncated to {} tokens; dropped: {cut}",
-                    model.tokenizer.max_len()
-                );
-            }
+            let (conditioning, _) = model.encode_prompts(&[recipe.prompt.as_str()])?;
             let mut pictures = pipeline::generate(
                 model,
                 &conditioning,

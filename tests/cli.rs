@@ -227,3 +227,26 @@ fn argument_errors_name_the_argument_on_one_line() {
         "the possible values are listed: {bad}"
     );
 }
+
+#[test]
+fn a_prompt_longer_than_77_tokens_is_made_with_a_warning_that_says_what_was_cut() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("long.png");
+    let prompt = format!("{} the very end", "a red sneaker, ".repeat(30));
+    let output = interconcept(&[
+        "generate",
+        "--prompt",
+        &prompt,
+        "--steps",
+        "2",
+        "--out",
+        path_str(&out),
+    ]);
+    expect_success(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let warning = stderr
+        .lines()
+        .find(|l| l.starts_with("warning: prompt truncated"))
+        .unwrap_or_else(|| panic!("no truncation warning in {stderr}"));
+    assert!(warning.contains("the very end"), "{warning}");
+}
