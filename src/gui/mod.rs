@@ -76,7 +76,19 @@ pub fn run_gui(model_dir: PathBuf, device: Option<Device>) -> anyhow::Result<()>
             Ok(Box::new(ExplorerApp::on_device(cc, model_dir, device)))
         }),
     )
-    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+    .map_err(|e| {
+        let no_display = ["DISPLAY", "WAYLAND_DISPLAY", "WAYLAND_SOCKET"]
+            .iter()
+            .all(|v| std::env::var_os(v).is_none());
+        if cfg!(target_os = "linux") && no_display {
+            anyhow::anyhow!(
+                "cannot open the window: no display (DISPLAY and WAYLAND_DISPLAY are unset); on a \
+                 server run it under xvfb-run, or use the command line (interconcept --help)"
+            )
+        } else {
+            anyhow::anyhow!("cannot open the window: {e}")
+        }
+    })
 }
 
 /// The device the worker computes on: a GPU when the build supports one and it is there.
