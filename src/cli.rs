@@ -293,7 +293,9 @@ pub fn make_picture(
 fn generate(model_path: &std::path::Path, device: Option<&str>, args: &GenerateArgs) -> Result<()> {
     check_output(&args.out)?;
     if args.sampling.steps == Some(0) {
-        bail!("steps must be at least 1");
+        bail!(
+            "steps must be between 1 and the model's training timesteps (1000 for Stable Diffusion), got 0"
+        );
     }
     let device = model_arg::device(device)?;
     let edits = args.edits.edits()?;

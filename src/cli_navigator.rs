@@ -209,7 +209,9 @@ fn check_common(sampling: &SamplingArgs, mosaic: &MosaicArgs) -> Result<()> {
     }
     mosaic.shard.sharded()?;
     if sampling.steps == Some(0) {
-        bail!("steps must be at least 1");
+        bail!(
+            "steps must be between 1 and the model's training timesteps (1000 for Stable Diffusion), got 0"
+        );
     }
     if mosaic.zoom == 0 || mosaic.zoom > 16 {
         bail!("--zoom must be between 1 and 16, got {}", mosaic.zoom);
