@@ -5,17 +5,18 @@
 //! The snapshot renders with wgpu; on a machine without a GPU, wgpu falls back to a software
 //! adapter (lavapipe / llvmpipe on Linux, WARP on Windows).
 
-use std::time::{Duration, Instant};
+mod gui_support;
 
-use candle_core::Device;
+use std::time::Duration;
+
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
+use gui_support::app_over_embedded_model;
 use interconcept::engine::model::embedded_model_dir;
 use interconcept::engine::scheduler::SamplerKind;
 use interconcept::gui::jobs::Status;
 use interconcept::gui::picture_view::{Shown, ShownKind};
 use interconcept::gui::{ExplorerApp, GenerateSettings};
-use interconcept::worker::Worker;
 
 /// The longest a test waits for the worker.
 const WAIT: Duration = Duration::from_secs(30);
@@ -23,37 +24,15 @@ const WAIT: Duration = Duration::from_secs(30);
 /// The window size of the tests and of the snapshot.
 const WINDOW: egui::Vec2 = egui::vec2(900.0, 620.0);
 
-fn app_over_embedded_model(
-    cc: &eframe::CreationContext<'_>,
-    settings: GenerateSettings,
-) -> ExplorerApp {
-    let ctx = cc.egui_ctx.clone();
-    let worker = Worker::spawn(
-        embedded_model_dir(),
-        Device::Cpu,
-        Box::new(move || ctx.request_repaint()),
-    );
-    ExplorerApp::with_worker(worker, embedded_model_dir(), settings)
-}
-
-/// Steps the harness, with short sleeps, until `done` holds; fails after [`WAIT`].
+/// Steps the harness until `done` holds; fails after [`WAIT`].
 fn step_until(
     harness: &mut Harness<'_, ExplorerApp>,
     what: &str,
     done: impl Fn(&ExplorerApp) -> bool,
 ) {
-    let start = Instant::now();
-    while !done(harness.state()) {
-        assert!(
-            start.elapsed() < WAIT,
-            "gave up waiting for {what} after {WAIT:?}; status: {}",
-            harness.state().status_text()
-        );
-        harness.step();
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    // One more frame draws what the last event changed.
-    harness.step();
+    gui_support::step_until(harness, what, WAIT, done, |app| {
+        format!("status: {}", app.status_text())
+    });
 }
 
 fn wait_for_model(harness: &mut Harness<'_, ExplorerApp>) {

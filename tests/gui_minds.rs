@@ -3,17 +3,18 @@
 //! back), the noise slider regenerates as it moves, a short noise sequence comes back scored
 //! and feeds the concept plot, and a sweep run again keeps the tiles it already has.
 
-use std::time::{Duration, Instant};
+mod gui_support;
 
-use candle_core::Device;
+use std::time::Duration;
+
 use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use interconcept::engine::model::{Component, embedded_model_dir};
+use gui_support::app_over_embedded_model;
+use interconcept::engine::model::Component;
 use interconcept::engine::surgery::WeightEdit;
 use interconcept::gui::minds::{RunStatus, SequenceSpec, Slider};
 use interconcept::gui::{ExplorerApp, GenerateSettings, Tab};
-use interconcept::worker::Worker;
 
 /// The longest a test waits for the worker.
 const WAIT: Duration = Duration::from_secs(120);
@@ -21,16 +22,6 @@ const WAIT: Duration = Duration::from_secs(120);
 /// The window size of the tests and of the snapshot: the tab needs room for its tree, picture,
 /// strip and plot.
 const WINDOW: egui::Vec2 = egui::vec2(1100.0, 900.0);
-
-fn app(cc: &eframe::CreationContext<'_>, settings: GenerateSettings) -> ExplorerApp {
-    let ctx = cc.egui_ctx.clone();
-    let worker = Worker::spawn(
-        embedded_model_dir(),
-        Device::Cpu,
-        Box::new(move || ctx.request_repaint()),
-    );
-    ExplorerApp::with_worker(worker, embedded_model_dir(), settings)
-}
 
 /// A bag (a concept the meter knows), in three steps.
 fn settings() -> GenerateSettings {
@@ -43,22 +34,15 @@ fn settings() -> GenerateSettings {
     }
 }
 
+/// Steps the harness until `done` holds; fails after [`WAIT`].
 fn step_until(
     harness: &mut Harness<'_, ExplorerApp>,
     what: &str,
     done: impl Fn(&ExplorerApp) -> bool,
 ) {
-    let start = Instant::now();
-    while !done(harness.state()) {
-        assert!(
-            start.elapsed() < WAIT,
-            "gave up waiting for {what} after {WAIT:?}; status: {}",
-            harness.state().status_text()
-        );
-        harness.step();
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    harness.step();
+    gui_support::step_until(harness, what, WAIT, done, |app| {
+        format!("status: {}", app.status_text())
+    });
 }
 
 /// The window on the alien-minds tab with the model loaded and the intact picture made;
@@ -93,7 +77,7 @@ fn last_edits(app: &ExplorerApp) -> Vec<WeightEdit> {
 fn ticking_a_module_changes_the_picture_and_unticking_gives_it_back() {
     let mut harness = Harness::builder()
         .with_size(WINDOW)
-        .build_eframe(|cc| app(cc, settings()));
+        .build_eframe(|cc| app_over_embedded_model(cc, settings()));
     let intact = minds_tab(&mut harness);
 
     harness.get_by_label("mid_block").click();
@@ -151,7 +135,7 @@ fn the_noise_slider_regenerates_and_a_sequence_feeds_the_concept_plot() {
     let mut harness = Harness::builder()
         .with_size(WINDOW)
         .wgpu()
-        .build_eframe(|cc| app(cc, settings()));
+        .build_eframe(|cc| app_over_embedded_model(cc, settings()));
     let intact = minds_tab(&mut harness);
 
     // Dragging the slider: each new value asks for a picture; the newest wins.
@@ -237,7 +221,7 @@ fn the_noise_slider_regenerates_and_a_sequence_feeds_the_concept_plot() {
 fn a_sweep_run_again_keeps_its_tiles_and_makes_only_the_new_ones() {
     let mut harness = Harness::builder()
         .with_size(WINDOW)
-        .build_eframe(|cc| app(cc, settings()));
+        .build_eframe(|cc| app_over_embedded_model(cc, settings()));
     minds_tab(&mut harness);
 
     harness.state_mut().minds_mut().tree_mut().filter = "mid_block.resnets.0.conv".into();
@@ -283,7 +267,7 @@ fn a_sweep_run_again_keeps_its_tiles_and_makes_only_the_new_ones() {
 fn a_blown_up_mind_is_marked_and_heals() {
     let mut harness = Harness::builder()
         .with_size(WINDOW)
-        .build_eframe(|cc| app(cc, settings()));
+        .build_eframe(|cc| app_over_embedded_model(cc, settings()));
     let intact = minds_tab(&mut harness);
 
     // A recipe whose weights overflow: the controls cannot show it, so it is kept verbatim.

@@ -4,18 +4,18 @@
 //!
 //! The snapshot renders with wgpu; without a GPU, wgpu falls back to a software adapter.
 
-use std::time::{Duration, Instant};
+mod gui_support;
 
-use candle_core::Device;
+use std::time::Duration;
+
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use interconcept::engine::model::embedded_model_dir;
+use gui_support::app_over_embedded_model;
 use interconcept::engine::space::ConceptPoint;
 use interconcept::gui::jobs::Status;
 use interconcept::gui::navigator::tiles::{Ended, Purpose};
 use interconcept::gui::{ExplorerApp, GenerateSettings, Tab};
 use interconcept::recipe::Recipe;
-use interconcept::worker::Worker;
 
 /// The longest a test waits for the worker.
 const WAIT: Duration = Duration::from_secs(120);
@@ -23,42 +23,21 @@ const WAIT: Duration = Duration::from_secs(120);
 /// The window size of the tests and of the snapshot.
 const WINDOW: egui::Vec2 = egui::vec2(900.0, 620.0);
 
-fn app_over_embedded_model(
-    cc: &eframe::CreationContext<'_>,
-    settings: GenerateSettings,
-) -> ExplorerApp {
-    let ctx = cc.egui_ctx.clone();
-    let worker = Worker::spawn(
-        embedded_model_dir(),
-        Device::Cpu,
-        Box::new(move || ctx.request_repaint()),
-    );
-    ExplorerApp::with_worker(worker, embedded_model_dir(), settings)
-}
-
-/// Steps the harness, with short sleeps, until `done` holds; fails after [`WAIT`].
+/// Steps the harness until `done` holds; fails after [`WAIT`].
 fn step_until(
     harness: &mut Harness<'_, ExplorerApp>,
     what: &str,
     done: impl Fn(&ExplorerApp) -> bool,
 ) {
-    let start = Instant::now();
-    while !done(harness.state()) {
-        assert!(
-            start.elapsed() < WAIT,
-            "gave up waiting for {what} after {WAIT:?}; navigator job: {:?}",
-            harness
-                .state()
-                .navigator()
+    gui_support::step_until(harness, what, WAIT, done, |app| {
+        format!(
+            "navigator job: {:?}",
+            app.navigator()
                 .jobs()
                 .latest()
                 .map(|j| (j.progress(), j.ended.clone()))
-        );
-        harness.step();
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    // One more frame draws what the last event changed.
-    harness.step();
+        )
+    });
 }
 
 /// Where a plane tile's recipe sits.

@@ -4,20 +4,19 @@
 //! pasted JSON restores too; a mosaic dropped is recognised and its tiles offered; a save never
 //! replaces a file without asking; a failed save is a notice and the app keeps working.
 
+mod gui_support;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use candle_core::Device;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use interconcept::engine::model::embedded_model_dir;
 use interconcept::engine::scheduler::SamplerKind;
 use interconcept::gui::jobs::Status;
 use interconcept::gui::{ExplorerApp, GenerateSettings};
 use interconcept::mosaic::{Mosaic, MosaicRecord, MosaicStyle, MosaicTile};
 use interconcept::recipe::{self, Recipe};
-use interconcept::worker::Worker;
 
 /// The longest a test waits for the worker or a write.
 const WAIT: Duration = Duration::from_secs(60);
@@ -39,38 +38,21 @@ impl egui::DroppedFile for Dropped {
 fn harness(settings: GenerateSettings) -> Harness<'static, ExplorerApp> {
     let mut harness = Harness::builder()
         .with_size(egui::vec2(900.0, 620.0))
-        .build_eframe(move |cc| {
-            let ctx = cc.egui_ctx.clone();
-            let worker = Worker::spawn(
-                embedded_model_dir(),
-                Device::Cpu,
-                Box::new(move || ctx.request_repaint()),
-            );
-            ExplorerApp::with_worker(worker, embedded_model_dir(), settings)
-        });
+        .build_eframe(move |cc| gui_support::app_over_embedded_model(cc, settings));
     step_until(&mut harness, "the model to load", |app| !app.is_busy());
     assert_eq!(harness.state().status(), &Status::Ready);
     harness
 }
 
-/// Steps the harness, with short sleeps, until `done` holds; fails after [`WAIT`].
+/// Steps the harness until `done` holds; fails after [`WAIT`].
 fn step_until(
     harness: &mut Harness<'_, ExplorerApp>,
     what: &str,
     done: impl Fn(&ExplorerApp) -> bool,
 ) {
-    let start = Instant::now();
-    while !done(harness.state()) {
-        assert!(
-            start.elapsed() < WAIT,
-            "gave up waiting for {what} after {WAIT:?}; status: {}; notice: {:?}",
-            harness.state().status_text(),
-            harness.state().notice()
-        );
-        harness.step();
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    harness.step();
+    gui_support::step_until(harness, what, WAIT, done, |app| {
+        format!("status: {}; notice: {:?}", app.status_text(), app.notice())
+    });
 }
 
 fn drop_file(harness: &mut Harness<'_, ExplorerApp>, path: &Path) {
