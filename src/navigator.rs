@@ -9,7 +9,7 @@
 pub mod island;
 mod render;
 
-pub use render::{TileCache, render_item, render_recipe, render_recipes};
+pub use render::{TileCache, hold_edits, render_item, render_recipe, render_recipes};
 
 use anyhow::{Result, bail};
 

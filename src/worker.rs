@@ -18,9 +18,9 @@ use crate::engine::model::{Component, DiffusionModel, ModelId};
 use crate::engine::pipeline::{self, Picture, SamplingParams};
 use crate::engine::scoring::{ConceptScorer, scorer_for};
 use crate::engine::space::{ConceptPoint, Resolver, default_batch_size};
-use crate::engine::surgery::{ModuleCatalog, WeightEdit, apply_edits, catalog};
+use crate::engine::surgery::{ModuleCatalog, WeightEdit, catalog};
 use crate::engine::variant::Variant;
-use crate::navigator::{TileCache, render_recipes};
+use crate::navigator::{TileCache, hold_edits, render_recipes};
 use crate::recipe::Recipe;
 
 /// Identifies a job and every event it causes.
@@ -369,14 +369,25 @@ impl State {
         }
     }
 
-    /// Takes a freshly loaded model: everything remembered of the last one goes.
-    fn adopt(&mut self, model: DiffusionModel, dir: PathBuf) {
-        self.scorer = scorer_for(&model);
+    /// Loads `dir`, reports it under job `id`, and takes it: everything remembered of the last
+    /// model goes.
+    fn load_model(
+        &mut self,
+        shared: &Shared,
+        dir: PathBuf,
+        id: JobId,
+        send: &dyn Fn(Event),
+    ) -> Result<(), JobError> {
+        let model = load(&dir, &shared.device)?;
+        let scorer = scorer_for(&model);
+        send(loaded_event(id, &model, scorer.as_deref()));
+        self.scorer = scorer;
         self.model = Some(model);
         self.model_dir = dir;
         self.applied.clear();
         self.cache = TileCache::default();
         self.resolver = Resolver::new();
+        Ok(())
     }
 
     /// The model, loading the last folder again when there is none (after a panic).
@@ -387,42 +398,20 @@ impl State {
         send: &dyn Fn(Event),
     ) -> Result<&mut DiffusionModel, JobError> {
         if self.model.is_none() {
-            let dir = self.model_dir.clone();
-            let m = load(&dir, &shared.device)?;
-            let scorer = scorer_for(&m);
-            send(loaded_event(id, &m, scorer.as_deref()));
-            self.adopt(m, dir);
-            self.scorer = scorer;
+            self.load_model(shared, self.model_dir.clone(), id, send)?;
         }
         self.model
             .as_mut()
             .ok_or_else(|| JobError::Failed("no model is loaded".into()))
     }
 
-    /// Makes the weights hold exactly `edits`; nothing is touched when they already do.
+    /// Makes the weights hold exactly `edits` (see [`hold_edits`]).
     fn set_edits(&mut self, edits: &[WeightEdit]) -> Result<(), JobError> {
-        if self.applied == edits {
-            return Ok(());
-        }
         let Some(model) = self.model.as_mut() else {
             return Err(JobError::Failed("no model is loaded".into()));
         };
-        let text_changes =
-            |list: &[WeightEdit]| list.iter().any(|e| e.touches(Component::TextEncoder));
-        if text_changes(&self.applied) || text_changes(edits) {
-            self.resolver = Resolver::new();
-        }
-        // Whatever happens next, the weights may no longer be the old ones.
-        self.applied = vec![];
-        let result = apply_edits(model, edits);
-        if result.is_err() {
-            // A refused list changes nothing, but a failure half-way leaves the weights
-            // unknown: go back to the loaded ones.
-            apply_edits(model, &[])?;
-        } else {
-            self.applied = edits.to_vec();
-        }
-        result.map(|_| ()).map_err(JobError::from)
+        hold_edits(model, &mut self.applied, &mut self.resolver, edits)?;
+        Ok(())
     }
 }
 
@@ -500,14 +489,7 @@ fn run_job(
     let kind = job.kind();
     let is_stale = || shared.latest[kind].load(Ordering::SeqCst) > id;
     match job {
-        Job::LoadModel(dir) => {
-            let m = load(&dir, &shared.device)?;
-            let scorer = scorer_for(&m);
-            send(loaded_event(id, &m, scorer.as_deref()));
-            state.adopt(m, dir);
-            state.scorer = scorer;
-            Ok(())
-        }
+        Job::LoadModel(dir) => state.load_model(shared, dir, id, send),
         Job::Generate(job) => {
             state.model(shared, id, send)?;
             state.set_edits(&job.edits)?;

@@ -125,15 +125,45 @@ pub fn render_recipe(model: &DiffusionModel, recipe: &Recipe) -> Result<Picture>
         .ok_or_else(|| EngineError::InvalidRequest("no picture came out".into()))
 }
 
+/// Makes the model's weights hold exactly `edits`, where `applied` is what they hold now
+/// (empty for freshly loaded weights); nothing is touched when the lists are equal. The
+/// resolver is emptied whenever the text encoder is or becomes edited, so it only ever
+/// remembers encodings of the loaded text encoder. A list that fails part-way leaves the
+/// loaded weights (and `applied` empty).
+pub fn hold_edits(
+    model: &mut DiffusionModel,
+    applied: &mut Vec<WeightEdit>,
+    resolver: &mut Resolver,
+    edits: &[WeightEdit],
+) -> Result<()> {
+    if applied.as_slice() == edits {
+        return Ok(());
+    }
+    let text_was_edited = model
+        .store(Component::TextEncoder)
+        .edited()
+        .next()
+        .is_some();
+    if text_was_edited || edits.iter().any(|e| e.touches(Component::TextEncoder)) {
+        *resolver = Resolver::new();
+    }
+    applied.clear();
+    if let Err(error) = apply_edits(model, edits) {
+        // Back to known weights: the loaded ones.
+        apply_edits(model, &[])?;
+        return Err(error);
+    }
+    *applied = edits.to_vec();
+    Ok(())
+}
+
 /// Makes the pictures of many recipes: cached ones are taken from `cache`, the rest are made in
 /// batches of `batch_size` (recipes with equal sampling parameters and equal weight edits batch
 /// together) and remembered. Each picture equals [`render_recipe`] of its recipe.
 ///
 /// `applied` is the list of edits the model's weights hold (empty for freshly loaded weights).
-/// Each group's edits are applied with [`apply_edits`] before it is made, unless they are the
-/// ones held already, and `applied` follows; callers that need the loaded weights back call
-/// `apply_edits(model, &[])`. The resolver is emptied whenever the text encoder is edited, so
-/// it only ever remembers encodings of the loaded text encoder.
+/// Each group's edits are put in place with [`hold_edits`] before it is made; callers that need
+/// the loaded weights back call `apply_edits(model, &[])`.
 ///
 /// `on_tile(index, picture)` is called once per recipe as its picture is ready, cached ones
 /// first; it returns `false` to cancel.
@@ -178,24 +208,7 @@ pub fn render_recipes(
             .iter()
             .partition(|&&i| recipes[i].sampling == params && recipes[i].edits == edits);
         todo = rest;
-        if applied.as_slice() != edits {
-            // The resolver's encodings hold for an unedited text encoder only.
-            let text_was_edited = model
-                .store(Component::TextEncoder)
-                .edited()
-                .next()
-                .is_some();
-            if text_was_edited || edits.iter().any(|e| e.touches(Component::TextEncoder)) {
-                *resolver = Resolver::new();
-            }
-            applied.clear();
-            if let Err(error) = apply_edits(model, edits) {
-                // Back to known weights: the loaded ones.
-                apply_edits(model, &[])?;
-                return Err(error);
-            }
-            *applied = edits.to_vec();
-        }
+        hold_edits(model, applied, resolver, edits)?;
         let items = group
             .iter()
             .map(|&i| render_item(model, resolver, &recipes[i]))
