@@ -173,19 +173,10 @@ fn time_edit(model: &mut DiffusionModel, args: &BenchArgs, part: Part) -> Result
             seed: 1,
             components: vec![Component::Unet],
         }],
-        _ => {
-            let modules = catalog(model, Component::Unet);
-            let module = modules
-                .modules
-                .iter()
-                .find(|m| m.name.ends_with("resnets.0.conv1"))
-                .or(modules.modules.first())
-                .context("the UNet has no modules")?;
-            vec![WeightEdit::Knockout {
-                component: Component::Unet,
-                module: module.name.clone(),
-            }]
-        }
+        _ => vec![WeightEdit::Knockout {
+            component: Component::Unet,
+            module: sample_module(model)?.name,
+        }],
     };
     let (mut apply, mut undo) = (Vec::new(), Vec::new());
     let mut values = 0;
@@ -302,16 +293,22 @@ pub fn run(model_dir: &Path, args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Times weight surgery against one picture: a one-module knockout and its undo (the cost of
-/// each tile of a sweep), and mixing noise into every weight of every component.
-fn surgery(model: &mut DiffusionModel, single: Duration, runs: usize) -> Result<()> {
+/// The UNet module the knockout timings edit: the first `resnets.0.conv1`, a typical size.
+fn sample_module(model: &DiffusionModel) -> Result<crate::engine::surgery::ModuleInfo> {
     let modules = catalog(model, Component::Unet);
-    let module = modules
+    modules
         .modules
         .iter()
         .find(|m| m.name.ends_with("resnets.0.conv1"))
         .or(modules.modules.first())
-        .context("the UNet has no modules")?;
+        .cloned()
+        .context("the UNet has no modules")
+}
+
+/// Times weight surgery against one picture: a one-module knockout and its undo (the cost of
+/// each tile of a sweep), and mixing noise into every weight of every component.
+fn surgery(model: &mut DiffusionModel, single: Duration, runs: usize) -> Result<()> {
+    let module = sample_module(model)?;
     let knockout = [WeightEdit::Knockout {
         component: Component::Unet,
         module: module.name.clone(),

@@ -202,10 +202,7 @@ pub fn run(cli: Cli) -> Result<()> {
             )?;
             let tokens = tokenizer.encode(&args.prompt)?;
             if let Some(cut) = &tokens.truncated {
-                eprintln!(
-                    "warning: prompt truncated to {} tokens; dropped: {cut}",
-                    tokenizer.max_len()
-                );
+                warn_truncated(tokenizer.max_len(), cut);
             }
             let ids: Vec<String> = tokens.ids[..tokens.num_tokens]
                 .iter()
@@ -250,10 +247,7 @@ pub fn render(
     if recipe.point.is_none()
         && let Some(cut) = model.tokenizer.encode(&recipe.prompt)?.truncated
     {
-        eprintln!(
-            "warning: prompt truncated to {} tokens; dropped: {cut}",
-            model.tokenizer.max_len()
-        );
+        warn_truncated(model.tokenizer.max_len(), &cut);
     }
     let picture = match initial {
         // Seeded noise: the navigator's renderer, which also resolves concept and noise points.
@@ -288,6 +282,11 @@ pub fn make_picture(
         eprintln!("warning: the model produced NaN or infinity; the picture is a marker");
     }
     recipe::write_png(out, &picture, &recipe.to_json())
+}
+
+/// Tells the user what truncation cut from a prompt.
+fn warn_truncated(max_len: usize, cut: &str) {
+    eprintln!("warning: prompt truncated to {max_len} tokens; dropped: {cut}");
 }
 
 fn generate(model_path: &std::path::Path, device: Option<&str>, args: &GenerateArgs) -> Result<()> {
