@@ -42,7 +42,8 @@ fn a_short_training_run_lowers_the_loss_and_exports_a_model() {
         report.last_loss < report.first_loss,
         "VAE loss did not fall: {report:?}"
     );
-    let encoded = diffusion::encode_for_unet(&vae, &arch, &data, 0, &device).unwrap();
+    let encoded =
+        diffusion::encode_for_unet(&vae, &arch, &data, 0, &device, &cfg.work_dir, false).unwrap();
     let tokenizer = ClipTokenizer::from_dir(&tokenizer_dir).unwrap();
     let (unet, text, report) =
         diffusion::train_unet(&cfg, &arch, &encoded, &tokenizer, &device).unwrap();
@@ -79,4 +80,51 @@ fn a_short_training_run_lowers_the_loss_and_exports_a_model() {
         pipeline::generate(&model, &cond, &initial, &[1], &params, &mut |_| true).unwrap();
     assert_eq!(pictures[0].rgb.len(), 32 * 32 * 3);
     assert!(!pictures[0].non_finite);
+}
+
+#[test]
+fn training_continues_from_a_finished_model_with_its_latent_scaling() {
+    use interconcept::train::cli::{Stage, TrainArgs, train};
+
+    let shipped = interconcept::engine::model::embedded_model_dir();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("model");
+    let args = TrainArgs {
+        data: DEFAULT_DIR.into(),
+        out: Some(out.clone()),
+        meter_out: None,
+        work: work.path().join("checkpoints"),
+        stage: Stage::Unet,
+        vae_steps: 0,
+        unet_steps: 3502,
+        batch: 4,
+        limit: Some(24),
+        seed: 0,
+        resume: false,
+        init_from: Some(shipped.clone()),
+        init_step: 3500,
+        oversample: vec![(6, 3)],
+    };
+    train(&args).unwrap();
+
+    // Two steps ran on top of the shipped weights, on the shipped latent scaling.
+    let step: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(work.path().join("checkpoints/unet.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(step["step"], 3502);
+    let scaling = |dir: &std::path::Path| {
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("vae/config.json")).unwrap())
+                .unwrap();
+        config["scaling_factor"].as_f64().unwrap()
+    };
+    assert_eq!(scaling(&out), scaling(&shipped));
+    let before = DiffusionModel::load(&shipped, &Device::Cpu).unwrap();
+    let after = DiffusionModel::load(&out, &Device::Cpu).unwrap();
+    assert_eq!(after.latent_rgb, before.latent_rgb);
+    assert_ne!(
+        after.id.weights_hash, before.id.weights_hash,
+        "no step was taken"
+    );
 }

@@ -211,13 +211,18 @@ pub fn denoise(
     Ok(latents)
 }
 
-/// The guided UNet output for a batch, computed in chunks of exactly `model.unet_batch` images.
+/// The guided UNet output for a batch.
 ///
 /// candle's CPU matmul sums in an order that depends on the number of rows, and the UNet's
 /// timestep MLPs run on `[batch, channels]`, so the same image would come out with different
-/// low bits in batches of different sizes. Every UNet call therefore has the same batch size
-/// (the last chunk is padded with copies), which makes an image in a grid equal, byte for byte,
-/// to the same image made alone.
+/// low bits in batches of different sizes. Every UNet call therefore has the same batch size,
+/// which makes an image in a grid equal, byte for byte, to the same image made alone.
+///
+/// On the CPU each call is one branch of one image (the conditional or the unconditional
+/// one), and the calls of a step run side by side on candle's thread pool: the embedded
+/// model's tensors are too small for candle to split one operation across cores with profit,
+/// while whole calls share out evenly, even the two branches of a lone picture. Elsewhere
+/// calls hold exactly `model.unet_batch` images, the last chunk padded with copies.
 fn predict(
     model: &DiffusionModel,
     latents: &Tensor,
@@ -226,6 +231,16 @@ fn predict(
     empty: Option<&Tensor>,
     guidance_scale: f64,
 ) -> candle_core::Result<Tensor> {
+    if model.device.is_cpu() {
+        return predict_parallel(
+            model,
+            latents,
+            timestep,
+            conditioning,
+            empty,
+            guidance_scale,
+        );
+    }
     let batch = latents.dim(0)?;
     let chunk = model.unet_batch.max(1);
     let pad = |xs: Tensor, n: usize| -> candle_core::Result<Tensor> {
@@ -250,13 +265,58 @@ fn predict(
                     .forward(&Tensor::cat(&[&xs, &xs], 0)?, timestep, &context)?;
                 let uncond = both.narrow(0, 0, chunk)?;
                 let cond = both.narrow(0, chunk, chunk)?;
-                (&uncond + ((cond - &uncond)? * guidance_scale)?)?
+                guide(&uncond, cond, guidance_scale)?
             }
             None => model.unet.forward(&xs, timestep, &context)?,
         };
         outputs.push(output.narrow(0, 0, n)?);
     }
     Tensor::cat(&outputs, 0)
+}
+
+/// Classifier-free guidance: the unconditional prediction pushed toward the conditional one.
+fn guide(uncond: &Tensor, cond: Tensor, guidance_scale: f64) -> candle_core::Result<Tensor> {
+    uncond + ((cond - uncond)? * guidance_scale)?
+}
+
+/// [`predict`] on the CPU: one UNet call per image and branch, the calls spread over candle's
+/// thread pool (inside it, candle's own parallel loops run in place instead of handing each
+/// operation to another thread and waiting).
+fn predict_parallel(
+    model: &DiffusionModel,
+    latents: &Tensor,
+    timestep: f64,
+    conditioning: &Tensor,
+    empty: Option<&Tensor>,
+    guidance_scale: f64,
+) -> candle_core::Result<Tensor> {
+    use rayon::prelude::*;
+
+    let batch = latents.dim(0)?;
+    let branches = if empty.is_some() { 2 } else { 1 };
+    let call = |task: usize| -> candle_core::Result<Tensor> {
+        let (image, branch) = (task / branches, task % branches);
+        let xs = latents.narrow(0, image, 1)?;
+        let context = match empty {
+            Some(empty) if branch == 0 => empty.clone(),
+            _ => conditioning.narrow(0, image, 1)?,
+        };
+        model.unet.forward(&xs, timestep, &context)
+    };
+    let outputs = candle_core::utils::with_threadpool(|| {
+        (0..batch * branches)
+            .into_par_iter()
+            .map(call)
+            .collect::<candle_core::Result<Vec<_>>>()
+    })?;
+    let per_image = match empty {
+        Some(_) => outputs
+            .chunks(2)
+            .map(|pair| guide(&pair[0], pair[1].clone(), guidance_scale))
+            .collect::<candle_core::Result<Vec<_>>>()?,
+        None => outputs,
+    };
+    Tensor::cat(&per_image, 0)
 }
 
 /// Decodes latents `[B, C, h, w]` with the VAE into pictures.

@@ -73,6 +73,70 @@ pub struct TrainArgs {
     /// Continue from the checkpoints in the work folder.
     #[arg(long)]
     pub resume: bool,
+    /// Start the UNet stage from a finished model folder (such as assets/model) instead of
+    /// from checkpoints: its weights, latent scaling and preview projection are copied into
+    /// the work folder first, then training resumes from there.
+    #[arg(long, value_name = "DIR")]
+    pub init_from: Option<PathBuf>,
+    /// The step the `--init-from` model had reached (it sets where the learning-rate schedule
+    /// resumes).
+    #[arg(long, default_value_t = 0, requires = "init_from")]
+    pub init_step: usize,
+    /// Show a class more often, e.g. `shirt=3` (repeatable).
+    #[arg(long, value_name = "CLASS=TIMES", value_parser = parse_oversample)]
+    pub oversample: Vec<(usize, usize)>,
+}
+
+/// Parses `--oversample shirt=3`.
+fn parse_oversample(text: &str) -> std::result::Result<(usize, usize), String> {
+    let (name, times) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected CLASS=TIMES, got {text:?}"))?;
+    let class = CLASS_NAMES
+        .iter()
+        .position(|c| *c == name.trim())
+        .ok_or_else(|| format!("unknown class {name:?}; the classes are {CLASS_NAMES:?}"))?;
+    let times: usize = times
+        .trim()
+        .parse()
+        .map_err(|_| format!("TIMES must be a whole number, got {times:?}"))?;
+    if !(1..=100).contains(&times) {
+        return Err(format!("TIMES must be 1 to 100, got {times}"));
+    }
+    Ok((class, times))
+}
+
+/// Fills a work folder from a finished model folder, as if a run had saved checkpoints at
+/// `step`: the averaged weights the model holds start both the weights and their averages.
+fn seed_work_from_model(model_dir: &Path, work: &Path, step: usize) -> Result<()> {
+    std::fs::create_dir_all(work).with_context(|| format!("cannot create {}", work.display()))?;
+    let copies = [
+        ("vae/diffusion_pytorch_model.safetensors", "vae"),
+        ("unet/diffusion_pytorch_model.safetensors", "unet"),
+        ("unet/diffusion_pytorch_model.safetensors", "unet_ema"),
+        ("text_encoder/model.safetensors", "text_encoder"),
+        ("text_encoder/model.safetensors", "text_encoder_ema"),
+    ];
+    for (from, stage) in copies {
+        let from = model_dir.join(from);
+        let to = work.join(format!("{stage}.safetensors"));
+        std::fs::copy(&from, &to)
+            .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+        std::fs::write(
+            work.join(format!("{stage}.json")),
+            serde_json::json!({ "step": step }).to_string(),
+        )?;
+    }
+    let model = DiffusionModel::load(model_dir, &Device::Cpu)?;
+    let fit = diffusion::LatentFit {
+        scaling_factor: model.vae_scaling_factor,
+        latent_rgb: model.latent_rgb.clone(),
+    };
+    std::fs::write(
+        diffusion::latent_fit_path(work),
+        serde_json::to_string_pretty(&fit)?,
+    )?;
+    Ok(())
 }
 
 /// Runs `interconcept train`.
@@ -102,6 +166,12 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     if args.stage == Stage::Meter {
         return Ok(());
     }
+    if let Some(model_dir) = &args.init_from {
+        if args.stage != Stage::Unet {
+            bail!("--init-from continues the UNet stage: add --stage unet");
+        }
+        seed_work_from_model(model_dir, &args.work, args.init_step)?;
+    }
 
     let mut data = FashionMnist::load(&args.data, Split::Train)?;
     if let Some(limit) = args.limit {
@@ -119,6 +189,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         limit: args.limit,
         seed: args.seed,
         resume: args.resume || args.stage == Stage::Unet,
+        oversample: args.oversample.clone(),
         ..Default::default()
     };
     let arch = EmbeddedArchitecture::default();
@@ -141,7 +212,10 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         diffusion::vae_test_error(&vae_map, &arch, &test, &device)?
     );
 
-    let encoded = diffusion::encode_for_unet(&vae_map, &arch, &data, args.seed, &device)?;
+    let reuse_fit = cfg.resume || args.stage == Stage::Export;
+    let encoded = diffusion::encode_for_unet(
+        &vae_map, &arch, &data, args.seed, &device, &args.work, reuse_fit,
+    )?;
     let (unet_map, text_map) = if args.stage == Stage::Export {
         // Export the weight averages when the run kept them (runs before averaging did not).
         let averaged = args.work.join("unet_ema.safetensors").is_file()

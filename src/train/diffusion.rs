@@ -60,6 +60,9 @@ pub struct DiffusionTrainConfig {
     /// Decay of the exponential moving average of the UNet and text encoder weights; the
     /// average, not the last step's weights, is what gets exported.
     pub ema_decay: f64,
+    /// Classes shown more often than the data set holds them: `(class, times)`; a class
+    /// the model draws poorly gets more of the UNet's attention this way.
+    pub oversample: Vec<(usize, usize)>,
 }
 
 impl Default for DiffusionTrainConfig {
@@ -79,6 +82,7 @@ impl Default for DiffusionTrainConfig {
             checkpoint_every: 250,
             caption_dropout: 0.1,
             ema_decay: 0.999,
+            oversample: Vec::new(),
         }
     }
 }
@@ -325,6 +329,8 @@ struct EncodedSet {
     mean: Tensor,
     std: Tensor,
     captions: Vec<String>,
+    /// Class of each picture.
+    labels: Vec<u8>,
 }
 
 fn encode_dataset(
@@ -360,6 +366,7 @@ fn encode_dataset(
             mean: Tensor::cat(&means, 0)?.contiguous()?,
             std: Tensor::cat(&stds, 0)?.contiguous()?,
             captions,
+            labels: data.labels().to_vec(),
         },
         pictures,
     ))
@@ -452,11 +459,11 @@ pub fn train_unet(
 
     let schedule = ScheduleConfig::default();
     let alphas = schedule.alphas_cumprod();
-    let n = encoded.set.captions.len();
     let captions = CaptionIds::new(tokenizer, &encoded.set.captions)?;
     let mut rng =
         Xoshiro256PlusPlus::seed_from_u64(noise::derive_seed(cfg.seed, 200 + start as u64));
-    let mut order: Vec<usize> = (0..n).collect();
+    let mut order = epoch_order(&encoded.set.labels, &cfg.oversample);
+    let n = order.len();
     order.shuffle(&mut rng);
     let mut cursor = 0;
     let mut log = LossLog::new((cfg.unet_steps.saturating_sub(start) / 4).clamp(1, 50));
@@ -546,6 +553,22 @@ pub fn train_unet(
     Ok((unet_ema.average, text_ema.average, report))
 }
 
+/// The pictures of one epoch: every index once, and the oversampled classes' indices
+/// `times` times.
+fn epoch_order(labels: &[u8], oversample: &[(usize, usize)]) -> Vec<usize> {
+    let times = |label: u8| {
+        oversample
+            .iter()
+            .find(|(class, _)| *class == usize::from(label))
+            .map_or(1, |(_, times)| (*times).max(1))
+    };
+    labels
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &label)| std::iter::repeat_n(i, times(label)))
+        .collect()
+}
+
 /// The training set in latent space, with the scaling that makes latents unit variance.
 pub struct EncodedLatents {
     set: EncodedSet,
@@ -555,13 +578,32 @@ pub struct EncodedLatents {
     pub latent_rgb: LatentRgb,
 }
 
-/// Encodes the data set and fits the latent scaling and the preview projection.
+/// The latent scaling and preview projection a run fitted, kept in its work folder so that a
+/// resumed run (or one started from a finished model) trains on the same latents.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LatentFit {
+    /// See [`EncodedLatents::scaling_factor`].
+    pub scaling_factor: f64,
+    /// See [`EncodedLatents::latent_rgb`].
+    pub latent_rgb: LatentRgb,
+}
+
+/// Where a work folder keeps its [`LatentFit`].
+pub fn latent_fit_path(work_dir: &Path) -> PathBuf {
+    work_dir.join("latent_fit.json")
+}
+
+/// Encodes the data set and fits the latent scaling and the preview projection. With `reuse`,
+/// a fit already in the work folder wins over a new one (the new one would differ in the last
+/// digits and shift every latent the UNet learnt from); otherwise the new fit is saved there.
 pub fn encode_for_unet(
     vae_map: &VarMap,
     arch: &EmbeddedArchitecture,
     data: &FashionMnist,
     seed: u64,
     device: &Device,
+    work_dir: &Path,
+    reuse: bool,
 ) -> Result<EncodedLatents> {
     let vae = TrainVae::new(
         VarBuilder::from_varmap(vae_map, DType::F32, device),
@@ -583,11 +625,27 @@ pub fn encode_for_unet(
     let n = pictures.dim(0)?;
     let latents = (set.mean.narrow(0, 0, n)? * scaling_factor)?;
     let down = pictures.avg_pool2d(arch.downscale())?;
-    let latent_rgb = embedded::fit_latent_rgb(&latents, &down)?;
+    let mut fit = LatentFit {
+        scaling_factor,
+        latent_rgb: embedded::fit_latent_rgb(&latents, &down)?,
+    };
+    let path = latent_fit_path(work_dir);
+    if reuse && path.is_file() {
+        let text = std::fs::read_to_string(&path)?;
+        fit = serde_json::from_str(&text)
+            .with_context(|| format!("cannot read the latent fit in {}", path.display()))?;
+        tracing::info!(
+            fit.scaling_factor,
+            "latent scaling kept from the work folder"
+        );
+    } else {
+        std::fs::create_dir_all(work_dir)?;
+        std::fs::write(&path, serde_json::to_string_pretty(&fit)?)?;
+    }
     Ok(EncodedLatents {
         set,
-        scaling_factor,
-        latent_rgb,
+        scaling_factor: fit.scaling_factor,
+        latent_rgb: fit.latent_rgb,
     })
 }
 
@@ -610,4 +668,21 @@ pub fn vae_test_error(
     let (mean, _) = vae.encode(&pictures)?;
     let recon = vae.decode(&mean)?;
     Ok((recon - pictures)?.sqr()?.mean_all()?.to_scalar::<f32>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::epoch_order;
+
+    #[test]
+    fn oversampled_classes_appear_that_many_times_per_epoch() {
+        let labels = [0u8, 6, 1, 6];
+        assert_eq!(epoch_order(&labels, &[]), vec![0, 1, 2, 3]);
+        assert_eq!(
+            epoch_order(&labels, &[(6, 3)]),
+            vec![0, 1, 1, 1, 2, 3, 3, 3]
+        );
+        // Zero times would drop a class altogether; it counts as once.
+        assert_eq!(epoch_order(&labels, &[(0, 0)]), vec![0, 1, 2, 3]);
+    }
 }
