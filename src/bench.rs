@@ -165,25 +165,45 @@ fn run_part(model_dir: &Path, args: &BenchArgs, part: Part) -> Result<()> {
     Ok(())
 }
 
-/// `bench --part mix|knockout`: an edit of the UNet and its undo, timed apart.
+/// `bench --part mix|knockout`: an edit of the UNet made on the loaded weights (which keeps a
+/// copy of every tensor it touches), the edit changed (a slider moved: 2% to 3% noise, or
+/// knockout to a scale of one half), and the undo, timed apart.
 fn time_edit(model: &mut DiffusionModel, args: &BenchArgs, part: Part) -> Result<()> {
-    let edits = match part {
-        Part::Mix => vec![WeightEdit::MixNoise {
-            percent: 2.0,
-            seed: 1,
-            components: vec![Component::Unet],
-        }],
-        _ => vec![WeightEdit::Knockout {
-            component: Component::Unet,
-            module: sample_module(model)?.name,
-        }],
+    let (edits, changed) = match part {
+        Part::Mix => {
+            let mix = |percent| {
+                vec![WeightEdit::MixNoise {
+                    percent,
+                    seed: 1,
+                    components: vec![Component::Unet],
+                }]
+            };
+            (mix(2.0), mix(3.0))
+        }
+        _ => {
+            let module = sample_module(model)?.name;
+            (
+                vec![WeightEdit::Knockout {
+                    component: Component::Unet,
+                    module: module.clone(),
+                }],
+                vec![WeightEdit::Scale {
+                    component: Component::Unet,
+                    module,
+                    factor: 0.5,
+                }],
+            )
+        }
     };
-    let (mut apply, mut undo) = (Vec::new(), Vec::new());
+    let (mut apply, mut change, mut undo) = (Vec::new(), Vec::new(), Vec::new());
     let mut values = 0;
     for _ in 0..args.runs.max(1) {
         let started = Instant::now();
         values = apply_edits(model, &edits)?.values_written;
         apply.push(started.elapsed());
+        let started = Instant::now();
+        apply_edits(model, &changed)?;
+        change.push(started.elapsed());
         let started = Instant::now();
         apply_edits(model, &[])?;
         undo.push(started.elapsed());
@@ -193,6 +213,7 @@ fn time_edit(model: &mut DiffusionModel, args: &BenchArgs, part: Part) -> Result
         "part": format!("{part:?}").to_lowercase(),
         "values": values,
         "apply_ms": median(apply).as_secs_f64() * 1e3,
+        "change_ms": median(change).as_secs_f64() * 1e3,
         "undo_ms": median(undo).as_secs_f64() * 1e3,
         "runs": args.runs.max(1),
         "peak_rss_mib": peak_rss_mib(),

@@ -198,3 +198,18 @@ fn a_text_encoder_saved_without_the_text_model_prefix_loads_the_same() {
         picture(&after, "a cat", 1, 64).rgb
     );
 }
+
+/// Writes a full-size Stable Diffusion 1.5 with random weights (4.3 GB, f32) in the diffusers
+/// layout, for benchmarks such as `interconcept --model DIR bench --part mix`:
+/// `INTERCONCEPT_FULL_SD15=DIR cargo test --release --test checkpoints -- --ignored
+/// write_full_size_sd15`.
+#[test]
+#[ignore = "writes 4.3 GB; run by hand for benchmarks"]
+fn write_full_size_sd15() {
+    let dir = std::env::var_os("INTERCONCEPT_FULL_SD15")
+        .map(std::path::PathBuf::from)
+        .expect("set INTERCONCEPT_FULL_SD15 to the folder to write");
+    fixtures::write_diffusers(&dir, &Spec::full_size(Family::Sd15));
+    let model = load(&dir);
+    assert_eq!(model.variant, Variant::Sd15);
+}

@@ -13,6 +13,7 @@ use candle_core::{DType, Device, Shape, Tensor, Var};
 use candle_nn::VarBuilder;
 
 use super::error::{EngineError, Result};
+use super::surgery::Stats;
 
 /// Maps a tensor's name in the store to its name in the file it came from, when they differ
 /// (single-file checkpoints), so that errors quote what the user can find in the file.
@@ -27,6 +28,10 @@ pub struct WeightStore {
     vars: Arc<BTreeMap<String, Var>>,
     /// Copies of the tensors as loaded, for those that have been edited.
     originals: HashMap<String, Tensor>,
+    /// Mean and standard deviation of tensors as loaded, once surgery has needed them: they
+    /// never change, and recounting them over SD's 860 million UNet weights at every move of
+    /// a noise slider cost more than drawing the noise.
+    loaded_stats: HashMap<String, Stats>,
     /// Names in the source file, when they differ from the store's.
     checkpoint_names: Option<CheckpointNames>,
 }
@@ -76,6 +81,7 @@ impl WeightStore {
             source: source.to_path_buf(),
             vars: Arc::new(vars),
             originals: HashMap::new(),
+            loaded_stats: HashMap::new(),
             checkpoint_names: None,
         })
     }
@@ -134,15 +140,33 @@ impl WeightStore {
         self.originals.keys().map(String::as_str)
     }
 
-    /// Overwrites a tensor in place, keeping the original for [`WeightStore::restore`].
-    pub fn set(&mut self, name: &str, value: &Tensor) -> Result<()> {
-        let var = self
-            .vars
-            .get(name)
+    /// The statistics of a tensor as loaded, computed by `compute` the first time they are
+    /// asked for and remembered after that.
+    pub fn loaded_stats(
+        &mut self,
+        name: &str,
+        compute: impl FnOnce(&Tensor) -> candle_core::Result<Stats>,
+    ) -> Result<Stats> {
+        if let Some(stats) = self.loaded_stats.get(name) {
+            return Ok(*stats);
+        }
+        let original = self
+            .original(name)
             .ok_or_else(|| EngineError::MissingTensor {
                 name: name.to_string(),
                 path: self.source.clone(),
             })?;
+        let stats = compute(&original).map_err(|source| EngineError::Candle {
+            stage: "edit weights",
+            source,
+        })?;
+        self.loaded_stats.insert(name.to_string(), stats);
+        Ok(stats)
+    }
+
+    /// Overwrites a tensor in place, keeping the original for [`WeightStore::restore`].
+    pub fn set(&mut self, name: &str, value: &Tensor) -> Result<()> {
+        let var = self.var(name)?.clone();
         if var.shape() != value.shape() {
             return Err(EngineError::TensorShape {
                 name: name.to_string(),
@@ -151,17 +175,7 @@ impl WeightStore {
                 path: self.source.clone(),
             });
         }
-        if !self.originals.contains_key(name) {
-            let copy = var
-                .as_tensor()
-                .copy()
-                .and_then(|t| t.detach().contiguous())
-                .map_err(|source| EngineError::Candle {
-                    stage: "edit",
-                    source,
-                })?;
-            self.originals.insert(name.to_string(), copy);
-        }
+        self.keep_original(name, &var)?;
         let value = value
             .to_dtype(var.dtype())
             .and_then(|v| v.contiguous())
@@ -173,6 +187,48 @@ impl WeightStore {
             stage: "edit",
             source,
         })
+    }
+
+    /// Rewrites a tensor where it lies: `write(original, live)` computes the new value from the
+    /// loaded one into the live tensor, or returns `false` without writing when it cannot (the
+    /// caller then uses [`WeightStore::set`]). The original is kept for restore either way.
+    pub fn rewrite(
+        &mut self,
+        name: &str,
+        write: impl FnOnce(&Tensor, &Tensor) -> candle_core::Result<bool>,
+    ) -> Result<bool> {
+        let var = self.var(name)?.clone();
+        let original = self.keep_original(name, &var)?;
+        write(&original, var.as_tensor()).map_err(|source| EngineError::Candle {
+            stage: "edit",
+            source,
+        })
+    }
+
+    fn var(&self, name: &str) -> Result<&Var> {
+        self.vars
+            .get(name)
+            .ok_or_else(|| EngineError::MissingTensor {
+                name: name.to_string(),
+                path: self.source.clone(),
+            })
+    }
+
+    /// Copies a tensor's loaded value aside before its first edit; returns that copy.
+    fn keep_original(&mut self, name: &str, var: &Var) -> Result<Tensor> {
+        if let Some(original) = self.originals.get(name) {
+            return Ok(original.clone());
+        }
+        let copy = var
+            .as_tensor()
+            .copy()
+            .and_then(|t| t.detach().contiguous())
+            .map_err(|source| EngineError::Candle {
+                stage: "edit",
+                source,
+            })?;
+        self.originals.insert(name.to_string(), copy.clone());
+        Ok(copy)
     }
 
     /// Writes a tensor's original value back; returns whether it had been edited.

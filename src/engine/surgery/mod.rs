@@ -106,9 +106,19 @@ pub fn apply_edits(model: &mut DiffusionModel, edits: &[WeightEdit]) -> Result<E
                     name: name.clone(),
                     path: store.source().to_path_buf(),
                 })?;
-            let value = values::edited_tensor(&original, ops, component.name(), name)
-                .stage("edit weights")?;
-            store.set(name, &value)?;
+            let stats = if values::needs_stats(ops) {
+                Some(store.loaded_stats(name, Stats::of_tensor)?)
+            } else {
+                None
+            };
+            let in_place = store.rewrite(name, |original, live| {
+                values::write_edited(original, live, ops, component.name(), name, stats)
+            })?;
+            if !in_place {
+                let value = values::edited_tensor(&original, ops, component.name(), name, stats)
+                    .stage("edit weights")?;
+                store.set(name, &value)?;
+            }
             modules.insert(module_of(name));
             report.values_written += original.elem_count();
         }

@@ -4,8 +4,19 @@
 use candle_core::{Device, Tensor};
 
 use super::edit::TensorOp;
-use super::values::{Stats, edited_tensor, fnv1a_64, tensor_seed};
+use super::values::{Stats, fnv1a_64, needs_stats, tensor_seed};
 use super::*;
+
+/// A tensor's edited value, with the statistics `apply_edits` would give it.
+fn edited_tensor(
+    w: &Tensor,
+    ops: &[TensorOp],
+    component: &str,
+    name: &str,
+) -> candle_core::Result<Tensor> {
+    let stats = needs_stats(ops).then(|| Stats::of_tensor(w)).transpose()?;
+    values::edited_tensor(w, ops, component, name, stats)
+}
 
 fn values(t: &Tensor) -> Vec<f32> {
     t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
@@ -144,4 +155,34 @@ fn noise_drawn_piece_by_piece_is_the_seeds_stream() {
     let z = crate::engine::noise::gaussian_vec(tensor_seed(5, "vae", "x"), random.len());
     let (mean, std) = (stats.mean as f32, stats.std as f32);
     assert!(random.iter().zip(&z).all(|(&r, &z)| r == mean + std * z));
+}
+
+#[test]
+fn editing_in_place_writes_the_same_values_as_editing_a_copy() {
+    // Two pieces and a bit, so piece boundaries and the noise chunks behind them matter.
+    let w = weight(2 * values::PIECE_LEN + 12);
+    let ops = [
+        TensorOp::Scale(0.75),
+        TensorOp::Mix {
+            fraction: 0.3,
+            seed: 9,
+        },
+        TensorOp::Randomize { seed: 4 },
+        TensorOp::Mix {
+            fraction: 0.5,
+            seed: 2,
+        },
+    ];
+    for ops in [&ops[..1], &ops[..2], &ops[1..], &[TensorOp::Zero][..]] {
+        let stats = needs_stats(ops).then(|| Stats::of_tensor(&w).unwrap());
+        let live = w.copy().unwrap();
+        assert!(values::write_edited(&w, &live, ops, "unet", "x", stats).unwrap());
+        let copied = edited_tensor(&w, ops, "unet", "x").unwrap();
+        assert_eq!(values(&live), values(&copied), "{ops:?}");
+    }
+
+    // Half-precision weights are not edited in place; nothing is written.
+    let half = w.to_dtype(candle_core::DType::F16).unwrap();
+    let live = half.copy().unwrap();
+    assert!(!values::write_edited(&half, &live, &ops, "unet", "x", None).unwrap());
 }

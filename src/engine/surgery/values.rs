@@ -41,6 +41,15 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// The statistics of a tensor's values, read as `f32`.
+    pub fn of_tensor(tensor: &Tensor) -> candle_core::Result<Self> {
+        let values = tensor
+            .flatten_all()?
+            .to_dtype(DType::F32)?
+            .to_vec1::<f32>()?;
+        Ok(Self::of(&values))
+    }
+
     /// The statistics of `values` (zero for an empty tensor).
     pub fn of(values: &[f32]) -> Self {
         if values.is_empty() {
@@ -62,7 +71,7 @@ impl Stats {
 
 /// Values per piece of work: one chunk of the noise stream. Fixed, so that sums (and so the
 /// statistics, and so the edited weights) do not depend on the number of cores.
-const PIECE_LEN: usize = noise::CHUNK_LEN;
+pub(super) const PIECE_LEN: usize = noise::CHUNK_LEN;
 
 /// Runs `f` on every item, spreading them over the cores when `parallel`. Threads take items
 /// from a shared queue, and the calling thread works too, so a thread that cannot be started
@@ -107,25 +116,6 @@ fn for_each_piece(values: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync) {
     run_items(items, parallel, |(index, part)| f(index, part));
 }
 
-/// Runs `f(value, z)` over `values` with `z` the standard normal stream of `seed`
-/// ([`noise::gaussian_vec`]'s values), drawing the noise piece by piece where it is used.
-fn with_noise(values: &mut [f32], seed: u64, f: impl Fn(&mut f32, f32) + Sync) {
-    thread_local! {
-        // One noise buffer per thread, reused piece after piece: a fresh 256 KiB buffer per
-        // piece costs more in page faults than drawing the noise.
-        static NOISE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    for_each_piece(values, |index, part| {
-        NOISE.with_borrow_mut(|z| {
-            z.resize(part.len(), 0.0);
-            noise::fill_chunk(seed, index, z);
-            for (v, &z) in part.iter_mut().zip(z.iter()) {
-                f(v, z);
-            }
-        });
-    });
-}
-
 /// Sums `g(x)` over `values` piece by piece, the same way whatever the number of cores.
 fn parallel_sum(values: &[f32], g: impl Fn(f32) -> f64 + Sync) -> f64 {
     let mut sums = vec![0f64; values.len().div_ceil(PIECE_LEN)];
@@ -136,54 +126,156 @@ fn parallel_sum(values: &[f32], g: impl Fn(f32) -> f64 + Sync) -> f64 {
     sums.iter().sum()
 }
 
+/// Whether any of `ops` needs the tensor's [`Stats`].
+pub(super) fn needs_stats(ops: &[TensorOp]) -> bool {
+    ops.iter()
+        .any(|op| matches!(op, TensorOp::Randomize { .. } | TensorOp::Mix { .. }))
+}
+
 /// Computes a tensor's edited value from its original and the operations on it, in order.
 ///
-/// `component` and `name` identify the tensor for the noise seeds.
+/// `component` and `name` identify the tensor for the noise seeds; `stats` are the original's
+/// (see [`needs_stats`]).
 pub(super) fn edited_tensor(
     original: &Tensor,
     ops: &[TensorOp],
     component: &str,
     name: &str,
+    stats: Option<Stats>,
 ) -> candle_core::Result<Tensor> {
     let mut values = original
         .flatten_all()?
         .to_dtype(DType::F32)?
         .to_vec1::<f32>()?;
-    let stats = ops
-        .iter()
-        .any(|op| matches!(op, TensorOp::Randomize { .. } | TensorOp::Mix { .. }))
-        .then(|| Stats::of(&values));
+    let edit = PieceEdit::new(ops, component, name, stats);
+    for_each_piece(&mut values, |index, piece| edit.apply(index, piece));
+    Tensor::from_vec(values, original.shape(), original.device())?.to_dtype(original.dtype())
+}
 
-    for op in ops {
-        match *op {
-            TensorOp::Zero => values.fill(0.0),
-            TensorOp::Scale(factor) => for_each_piece(&mut values, |_, part| {
-                for v in part {
-                    *v = (f64::from(*v) * factor) as f32;
+/// Writes the edited value of `original` straight into `target`, a tensor of the same shape
+/// (the live weight), when both are contiguous `f32` tensors in memory; returns `false`,
+/// having written nothing, when they are not. This spares the copy, the allocation and the
+/// page faults of [`edited_tensor`]: for SD's UNet, more time than the arithmetic itself.
+pub(super) fn write_edited(
+    original: &Tensor,
+    target: &Tensor,
+    ops: &[TensorOp],
+    component: &str,
+    name: &str,
+    stats: Option<Stats>,
+) -> candle_core::Result<bool> {
+    let in_memory =
+        |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous();
+    if !in_memory(original) || !in_memory(target) || original.shape() != target.shape() {
+        return Ok(false);
+    }
+    let edit = PieceEdit::new(ops, component, name, stats);
+    target.inplace_op2(original, &edit)?;
+    Ok(true)
+}
+
+/// The operations on one tensor, ready to run on any piece of it: piece `i` uses chunk `i` of
+/// each noise stream, so pieces can be edited in any order, on any thread.
+struct PieceEdit<'a> {
+    ops: &'a [TensorOp],
+    /// The noise seed of each operation (unused by those without noise).
+    seeds: Vec<u64>,
+    /// Mean and standard deviation of the original, as `f32`.
+    mean: f32,
+    std: f32,
+}
+
+impl<'a> PieceEdit<'a> {
+    fn new(ops: &'a [TensorOp], component: &str, name: &str, stats: Option<Stats>) -> Self {
+        let seeds = ops
+            .iter()
+            .map(|op| match *op {
+                TensorOp::Randomize { seed } | TensorOp::Mix { seed, .. } => {
+                    tensor_seed(seed, component, name)
                 }
-            }),
-            TensorOp::Randomize { seed } => {
-                let Stats { mean, std } = stats.unwrap_or(Stats {
-                    mean: 0.0,
-                    std: 0.0,
-                });
-                let (mean, std) = (mean as f32, std as f32);
-                with_noise(&mut values, tensor_seed(seed, component, name), |v, z| {
-                    *v = mean + std * z;
-                });
-            }
-            TensorOp::Mix { fraction, seed } => {
-                let Stats { mean, std } = stats.unwrap_or(Stats {
-                    mean: 0.0,
-                    std: 0.0,
-                });
-                let (keep, mix) = ((1.0 - fraction) as f32, fraction as f32);
-                let (mean, std) = (mean as f32, std as f32);
-                with_noise(&mut values, tensor_seed(seed, component, name), |v, z| {
-                    *v = keep * *v + mix * (mean + std * z);
-                });
+                TensorOp::Zero | TensorOp::Scale(_) => 0,
+            })
+            .collect();
+        let Stats { mean, std } = stats.unwrap_or(Stats {
+            mean: 0.0,
+            std: 0.0,
+        });
+        Self {
+            ops,
+            seeds,
+            mean: mean as f32,
+            std: std as f32,
+        }
+    }
+
+    /// Edits piece `index` of the tensor, which holds the original values on entry.
+    fn apply(&self, index: usize, piece: &mut [f32]) {
+        thread_local! {
+            // One noise buffer per thread, reused piece after piece: a fresh 256 KiB buffer per
+            // piece costs more in page faults than drawing the noise.
+            static NOISE: std::cell::RefCell<Vec<f32>> =
+                const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let (mean, std) = (self.mean, self.std);
+        for (op, &seed) in self.ops.iter().zip(&self.seeds) {
+            match *op {
+                TensorOp::Zero => piece.fill(0.0),
+                TensorOp::Scale(factor) => {
+                    for v in piece.iter_mut() {
+                        *v = (f64::from(*v) * factor) as f32;
+                    }
+                }
+                TensorOp::Randomize { .. } => NOISE.with_borrow_mut(|z| {
+                    z.resize(piece.len(), 0.0);
+                    noise::fill_chunk(seed, index, z);
+                    for (v, &z) in piece.iter_mut().zip(z.iter()) {
+                        *v = mean + std * z;
+                    }
+                }),
+                TensorOp::Mix { fraction, .. } => NOISE.with_borrow_mut(|z| {
+                    z.resize(piece.len(), 0.0);
+                    noise::fill_chunk(seed, index, z);
+                    let (keep, mix) = ((1.0 - fraction) as f32, fraction as f32);
+                    for (v, &z) in piece.iter_mut().zip(z.iter()) {
+                        *v = keep * *v + mix * (mean + std * z);
+                    }
+                }),
             }
         }
     }
-    Tensor::from_vec(values, original.shape(), original.device())?.to_dtype(original.dtype())
+}
+
+impl candle_core::InplaceOp2 for PieceEdit<'_> {
+    fn name(&self) -> &'static str {
+        "weight-edit"
+    }
+
+    fn cpu_fwd(
+        &self,
+        dst: &mut candle_core::CpuStorage,
+        dst_l: &candle_core::Layout,
+        src: &candle_core::CpuStorage,
+        src_l: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        use candle_core::CpuStorage;
+
+        let (CpuStorage::F32(dst), CpuStorage::F32(src)) = (dst, src) else {
+            candle_core::bail!("weight-edit: only f32 tensors are edited in place");
+        };
+        let (Some((d0, d1)), Some((s0, s1))) =
+            (dst_l.contiguous_offsets(), src_l.contiguous_offsets())
+        else {
+            candle_core::bail!("weight-edit: only contiguous tensors are edited in place");
+        };
+        let (dst, src) = (&mut dst[d0..d1], &src[s0..s1]);
+        if dst.len() != src.len() {
+            candle_core::bail!("weight-edit: {} values into {}", src.len(), dst.len());
+        }
+        for_each_piece(dst, |index, piece| {
+            let start = index * PIECE_LEN;
+            piece.copy_from_slice(&src[start..start + piece.len()]);
+            self.apply(index, piece);
+        });
+        Ok(())
+    }
 }
