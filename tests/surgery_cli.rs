@@ -159,7 +159,7 @@ fn a_sweep_writes_tiles_and_a_grid_and_resumes() {
     assert!(tiles.join("0000-original.png").is_file());
     assert!(tiles.join("sweep.json").is_file());
 
-    // The mosaic (two columns for three tiles) replays any tile, edits included.
+    // The mosaic (a strip of three tiles) replays any tile, edits included.
     ok(&interconcept(
         dir.path(),
         &["replay", "sweep.png", "--tile", "0,1", "--out", "tile.png"],

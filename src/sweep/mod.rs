@@ -278,7 +278,7 @@ pub fn run(model_path: &Path, device: &Device, args: &SweepArgs) -> Result<()> {
     crate::engine::pipeline::validate(&model, &sampling)?;
     let tiles = tiles(&model, args)?;
     let style = style(args, sampling.width.max(sampling.height))?;
-    let columns = (tiles.len() as f64).sqrt().ceil().max(1.0) as usize;
+    let columns = sweep_columns(tiles.len());
     let rows = tiles.len().div_ceil(columns);
     mosaic::check_size(columns, rows, sampling.width, sampling.height, &style)?;
 
@@ -440,5 +440,32 @@ fn edit_name(edit: SweepEdit) -> &'static str {
         SweepEdit::Progressive => "progressive",
         SweepEdit::MixNoise => "mix-noise",
         SweepEdit::ScaleAll => "scale-all",
+    }
+}
+
+/// Up to this many tiles a sweep is one strip, read left to right like the essay's fading
+/// sequences; longer sweeps wrap into a near-square grid.
+const MAX_STRIP: usize = 8;
+
+/// Columns of a sweep's mosaic of `tiles` tiles.
+fn sweep_columns(tiles: usize) -> usize {
+    if tiles <= MAX_STRIP {
+        tiles.max(1)
+    } else {
+        (tiles as f64).sqrt().ceil() as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sweep_columns;
+
+    #[test]
+    fn short_sweeps_are_strips_and_long_ones_near_squares() {
+        assert_eq!(sweep_columns(0), 1);
+        assert_eq!(sweep_columns(3), 3);
+        assert_eq!(sweep_columns(8), 8);
+        assert_eq!(sweep_columns(9), 3);
+        assert_eq!(sweep_columns(391), 20);
     }
 }
