@@ -94,7 +94,18 @@ impl ExplorerApp {
         );
         let mut app = Self::with_worker(worker, model_dir, settings);
         app.tab = tab;
+        app.use_render_state(cc.wgpu_render_state.as_ref());
         app
+    }
+
+    /// Draws the navigator's island overlay with the GPU score-field shader when eframe renders
+    /// with wgpu (registering its pipeline with `render_state`); with `None` (another renderer,
+    /// or a test without one) the overlay is drawn with egui shapes.
+    pub fn use_render_state(&mut self, render_state: Option<&eframe::egui_wgpu::RenderState>) {
+        if let Some(render_state) = render_state {
+            super::navigator::score_field::gpu::register(render_state);
+        }
+        self.navigator.set_gpu_field(render_state.is_some());
     }
 
     /// The app over a worker made elsewhere (tests make theirs); asks it to load `model_dir` at

@@ -14,6 +14,7 @@ use super::navigator::recipes::{
     Controls, Mode, gallery_tiles, island_field, layout_mosaic, line_tiles, plane_coordinates,
     plane_mosaic, plane_recipe, plane_title,
 };
+use super::navigator::score_field::FieldTexture;
 use super::navigator::status::{island_report_ui, status_ui};
 use super::navigator::tiles::{Asked, Ended, JobBook, Purpose, TileStore};
 use super::navigator::view::{FillGrid, PlaneView};
@@ -48,6 +49,8 @@ pub struct NavigatorPanel {
     drawn: usize,
     /// The island's reach as last measured, with the concept's label.
     island: Option<(String, IslandRadii)>,
+    /// Whether the island overlay is drawn by the GPU score-field shader.
+    gpu_field: bool,
 }
 
 impl NavigatorPanel {
@@ -79,6 +82,17 @@ impl NavigatorPanel {
     /// The island as last measured: the concept's label and its radii.
     pub fn island(&self) -> Option<&(String, IslandRadii)> {
         self.island.as_ref()
+    }
+
+    /// Draws the island overlay with the GPU score field (when eframe renders with wgpu and
+    /// the pipeline is registered) or with egui shapes.
+    pub fn set_gpu_field(&mut self, on: bool) {
+        self.gpu_field = on;
+    }
+
+    /// Whether the island overlay is drawn by the GPU score field.
+    pub fn gpu_field(&self) -> bool {
+        self.gpu_field
     }
 
     /// Draws the panel; returns the jobs it wants submitted.
@@ -192,8 +206,12 @@ impl NavigatorPanel {
             .filter_map(|t| Some((t.at, f64::from(t.score?))))
             .collect();
         let field = island_field(&scored, &grid);
-        let shore = match (&field, plane.island) {
-            (Some(field), true) => boundary(field, ISLAND_THRESHOLD),
+        let texture = match (&field, plane.island && self.gpu_field) {
+            (Some(field), true) => FieldTexture::from_field(field, grid.spacing),
+            _ => None,
+        };
+        let shore = match (&field, plane.island, &texture) {
+            (Some(field), true, None) => boundary(field, ISLAND_THRESHOLD),
             _ => Vec::new(),
         };
         self.island = match (&field, concept.and_then(|i| labels.get(i))) {
@@ -218,6 +236,7 @@ impl NavigatorPanel {
             pending: &pending,
             island: plane.island,
             shore: &shore,
+            field: texture.as_ref(),
             unit: plane.unit(),
         };
         let canvas = plane_canvas_ui(ui, size, &mut self.view, &placed, &overlay);
