@@ -11,10 +11,11 @@ use egui::{DragValue, Ui};
 use super::navigator::canvas::{CanvasClick, Overlay, PlacedTile, plane_canvas_ui};
 use super::navigator::detail::{DetailAction, Slot, tile_window_ui, tiles_grid_ui};
 use super::navigator::recipes::{
-    Controls, Mode, gallery_tiles, island_field, layout_mosaic, line_tiles, plane_coordinates,
-    plane_mosaic, plane_recipe, plane_title,
+    Controls, MAX_BEYOND, MAX_GALLERY, MAX_LINE_POINTS, Mode, gallery_tiles, island_field,
+    layout_mosaic, line_tiles, plane_coordinates, plane_mosaic, plane_recipe, plane_title,
 };
 use super::navigator::score_field::FieldTexture;
+use super::navigator::settings::NavigatorSettings;
 use super::navigator::status::{island_report_ui, status_ui};
 use super::navigator::tiles::{Asked, Ended, JobBook, Purpose, TileStore};
 use super::navigator::view::{FillGrid, PlaneView};
@@ -82,6 +83,21 @@ impl NavigatorPanel {
     /// The island as last measured: the concept's label and its radii.
     pub fn island(&self) -> Option<&(String, IslandRadii)> {
         self.island.as_ref()
+    }
+
+    /// What the panel remembers between runs.
+    pub fn settings(&self) -> NavigatorSettings {
+        NavigatorSettings {
+            controls: self.controls.clone(),
+            view: self.view,
+        }
+    }
+
+    /// Takes up remembered settings (brought into range first).
+    pub fn restore(&mut self, settings: NavigatorSettings) {
+        let settings = settings.sanitized();
+        self.controls = settings.controls;
+        self.view = settings.view;
     }
 
     /// Draws the island overlay with the GPU score field (when eframe renders with wgpu and
@@ -320,12 +336,12 @@ impl NavigatorPanel {
                         .desired_width(130.0),
                 );
                 let points = ui.label("points");
-                ui.add(DragValue::new(&mut line.points).range(2..=64))
+                ui.add(DragValue::new(&mut line.points).range(2..=MAX_LINE_POINTS))
                     .labelled_by(points.id);
                 let beyond = ui.label("beyond");
                 ui.add(
                     DragValue::new(&mut line.beyond)
-                        .range(0.0..=4.0)
+                        .range(0.0..=MAX_BEYOND)
                         .speed(0.05),
                 )
                 .labelled_by(beyond.id)
@@ -343,7 +359,7 @@ impl NavigatorPanel {
             let gallery = &mut self.controls.gallery;
             ui.horizontal(|ui| {
                 let count = ui.label("count");
-                ui.add(DragValue::new(&mut gallery.count).range(1..=256))
+                ui.add(DragValue::new(&mut gallery.count).range(1..=MAX_GALLERY))
                     .labelled_by(count.id);
                 let seed = ui.label("first seed");
                 ui.add(DragValue::new(&mut gallery.first_seed))

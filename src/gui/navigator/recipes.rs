@@ -6,6 +6,7 @@
 //! `line` and `sample` make theirs, so a tile replays the same from either.
 
 use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
 
 use super::tiles::{Tile, same_recipe};
 use super::view::FillGrid;
@@ -21,8 +22,18 @@ use crate::recipe::Recipe;
 /// The most samples along each side of the field an island is measured on.
 pub const MAX_FIELD_SIDE: i64 = 65;
 
+/// The most tiles along a line the panel offers.
+pub const MAX_LINE_POINTS: usize = 64;
+
+/// The furthest past each end of a line the panel offers, in lengths of the line.
+pub const MAX_BEYOND: f64 = 4.0;
+
+/// The most random points in one gallery the panel offers.
+pub const MAX_GALLERY: usize = 256;
+
 /// Which kind of walk through concept space the panel shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// A plane through the prompt: a canvas to click, fill, zoom and pan.
     #[default]
@@ -48,7 +59,8 @@ impl Mode {
 }
 
 /// How the plane through the prompt is laid.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PlaneControls {
     /// Toward two prompts rather than in random directions.
     pub toward: bool,
@@ -106,7 +118,8 @@ impl PlaneControls {
 }
 
 /// How the line runs.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LineControls {
     /// The prompt at t = 0; empty: the settings' prompt.
     pub from: String,
@@ -133,7 +146,8 @@ impl Default for LineControls {
 }
 
 /// Which random points the gallery shows.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct GalleryControls {
     /// How many.
     pub count: usize,
@@ -154,7 +168,8 @@ impl Default for GalleryControls {
 }
 
 /// Everything the navigator's controls hold.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Controls {
     /// Which walk.
     pub mode: Mode,
