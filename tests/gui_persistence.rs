@@ -16,7 +16,7 @@ use gui_support::step_until;
 use interconcept::engine::model::Component;
 use interconcept::gui::minds::settings::{MindsSettings, STORAGE_KEY as MINDS_KEY};
 use interconcept::gui::minds::{EditKind, Slider};
-use interconcept::gui::navigator::recipes::Mode;
+use interconcept::gui::navigator::controls::Mode;
 use interconcept::gui::navigator::settings::{NavigatorSettings, STORAGE_KEY as NAVIGATOR_KEY};
 use interconcept::gui::navigator::view::PlaneView;
 use interconcept::gui::{ExplorerApp, GenerateSettings, Tab};

@@ -11,15 +11,15 @@ mod strip;
 
 use egui::Ui;
 
+use super::navigator::controls::{Controls, Mode};
 use super::navigator::detail::{DetailAction, tile_window_ui};
-use super::navigator::recipes::{Controls, Mode};
 use super::navigator::settings::NavigatorSettings;
 use super::navigator::tiles::{Asked, Ended, JobBook, Purpose, TileStore};
 use super::navigator::view::{FillGrid, PlaneView};
 use super::panels::{PanelContext, Request};
 use crate::mosaic::Mosaic;
-use crate::navigator::describe;
 use crate::navigator::island::IslandRadii;
+use crate::navigator::{describe, describe_noise};
 use crate::recipe::Recipe;
 use crate::worker::{Event, GenerateJob, JobId};
 
@@ -164,10 +164,13 @@ impl NavigatorPanel {
             self.open = None;
             return;
         };
-        let place = recipe
+        let mut place = recipe
             .point
             .as_deref()
             .map_or_else(|| format!("{:?}", recipe.prompt), describe);
+        if let Some(noise) = recipe.noise.as_deref() {
+            place = format!("{place} from {}", describe_noise(noise));
+        }
         let mut open = true;
         let action = tile_window_ui(ctx, tile, &place, labels, &mut open);
         let recipe = tile.recipe.clone();
@@ -182,6 +185,7 @@ impl NavigatorPanel {
                     seed: recipe.seed,
                     params: recipe.sampling.clone(),
                     point: recipe.point.clone(),
+                    noise: recipe.noise.clone(),
                     edits: recipe.edits.clone(),
                 }));
                 self.notice = Some(("opened in the Picture tab".into(), false));

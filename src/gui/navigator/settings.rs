@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::recipes::{Controls, MAX_BEYOND, MAX_GALLERY, MAX_LINE_POINTS};
+use super::controls::{Controls, MAX_BEYOND, MAX_GALLERY, MAX_LINE_POINTS};
 use super::view::{MAX_HALF_EXTENT, MIN_HALF_EXTENT, PlaneView};
 use crate::gui::navigator_panel::MAX_FILL;
 
@@ -60,7 +60,7 @@ impl NavigatorSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gui::navigator::recipes::Mode;
+    use crate::gui::navigator::controls::Mode;
 
     #[test]
     fn settings_round_trip_and_come_back_in_range() {

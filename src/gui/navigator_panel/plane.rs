@@ -4,6 +4,7 @@
 use egui::{DragValue, Ui};
 
 use super::super::navigator::canvas::{CanvasClick, Overlay, PlacedTile, plane_canvas_ui};
+use super::super::navigator::controls::PlaneSpace;
 use super::super::navigator::recipes::{
     island_field, plane_coordinates, plane_mosaic, plane_recipe, plane_title,
 };
@@ -28,17 +29,38 @@ impl NavigatorPanel {
     ) {
         let plane = &mut self.controls.plane;
         ui.horizontal(|ui| {
-            ui.radio_value(&mut plane.toward, false, "random directions");
+            for space in PlaneSpace::ALL {
+                ui.selectable_value(&mut plane.space, space, space.title())
+                    .on_hover_text(space.hint());
+            }
+        });
+        ui.horizontal(|ui| {
+            // A noise plane has random directions only: no prompts to point toward.
+            let concept = plane.space == PlaneSpace::Concept;
+            let toward = plane.is_toward();
+            let mut random = !toward;
+            ui.add_enabled_ui(concept, |ui| {
+                if ui.radio(random, "random directions").clicked() {
+                    random = true;
+                }
+            });
             let seed = ui.label("seed");
-            ui.add_enabled(!plane.toward, DragValue::new(&mut plane.directions_seed))
+            ui.add_enabled(!toward, DragValue::new(&mut plane.directions_seed))
                 .labelled_by(seed.id);
-            ui.radio_value(&mut plane.toward, true, "toward");
+            ui.add_enabled_ui(concept, |ui| {
+                if ui.radio(toward, "toward").clicked() {
+                    random = false;
+                }
+            });
+            if concept {
+                plane.toward = !random;
+            }
             for (text, hint) in [
                 (&mut plane.toward_a, "prompt a (u = 1)"),
                 (&mut plane.toward_b, "prompt b"),
             ] {
                 ui.add_enabled(
-                    plane.toward,
+                    toward,
                     egui::TextEdit::singleline(text)
                         .hint_text(hint)
                         .desired_width(110.0),
@@ -74,13 +96,13 @@ impl NavigatorPanel {
         });
 
         // The tiles of this plane, and the ones on their way.
-        let directions = plane.directions();
+        let kind = plane.kind();
         let concept = plane.concept.or_else(|| label_in(labels, &template.prompt));
         let mut placed: Vec<PlacedTile<'_>> = self
             .tiles
             .iter()
             .filter_map(|tile| {
-                let at = plane_coordinates(&tile.recipe, template, &directions)?;
+                let at = plane_coordinates(&tile.recipe, template, &kind)?;
                 let score = tile.score(concept);
                 Some(PlacedTile {
                     at,
@@ -96,7 +118,7 @@ impl NavigatorPanel {
             .jobs
             .missing()
             .iter()
-            .filter_map(|(r, side)| Some((plane_coordinates(r, template, &directions)?, *side)))
+            .filter_map(|(r, side)| Some((plane_coordinates(r, template, &kind)?, *side)))
             .collect();
 
         // The island, on the lattice of the newest fill.
@@ -152,7 +174,7 @@ impl NavigatorPanel {
                 // The clicked point first, then what the running job still owed.
                 let mut asked = Asked {
                     purpose: Purpose::Point,
-                    recipes: vec![plane_recipe(template, &directions, at)],
+                    recipes: vec![plane_recipe(template, &kind, at)],
                     sides: vec![spacing],
                 };
                 for (recipe, side) in self.jobs.missing() {
@@ -178,7 +200,7 @@ impl NavigatorPanel {
             let recipes: Vec<Recipe> = grid
                 .points_centre_first()
                 .into_iter()
-                .map(|at| plane_recipe(template, &directions, at))
+                .map(|at| plane_recipe(template, &kind, at))
                 .filter(|r| self.tiles.find(r).is_none())
                 .collect();
             self.last_grid = Some(grid);

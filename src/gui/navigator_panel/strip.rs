@@ -3,10 +3,9 @@
 
 use egui::{DragValue, Ui};
 
+use super::super::navigator::controls::{MAX_BEYOND, MAX_GALLERY, MAX_LINE_POINTS, Mode};
 use super::super::navigator::detail::{Slot, tiles_grid_ui};
-use super::super::navigator::recipes::{
-    MAX_BEYOND, MAX_GALLERY, MAX_LINE_POINTS, Mode, gallery_tiles, layout_mosaic, line_tiles,
-};
+use super::super::navigator::recipes::{gallery_tiles, layout_mosaic, line_tiles};
 use super::super::navigator::status::status_ui;
 use super::super::navigator::tiles::{Asked, Purpose};
 use super::super::panels::{PanelContext, Request};
