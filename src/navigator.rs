@@ -189,6 +189,32 @@ pub fn describe(point: &ConceptPoint) -> String {
     }
 }
 
+/// A point of initial-noise space described in a few words, for titles and tile windows.
+pub fn describe_noise(point: &NoisePoint) -> String {
+    match point {
+        NoisePoint::Plane {
+            centre_seed,
+            directions_seed,
+            u,
+            v,
+        } => format!(
+            "noise ({}, {}) around seed {centre_seed}, directions {directions_seed}",
+            format_value(*u),
+            format_value(*v)
+        ),
+        NoisePoint::Line {
+            from_seed,
+            to_seed,
+            t,
+            slerp,
+        } => format!(
+            "noise t={} on the {} from seed {from_seed} to seed {to_seed}",
+            format_value(*t),
+            if *slerp { "great circle" } else { "line" }
+        ),
+    }
+}
+
 /// The template with its conditioning at `point`: a prompt stays a plain prompt recipe.
 fn at_point(template: &Recipe, point: ConceptPoint) -> Recipe {
     let mut recipe = template.clone();

@@ -17,7 +17,7 @@ use crate::engine::EngineError;
 use crate::engine::model::{Component, DiffusionModel, ModelId};
 use crate::engine::pipeline::{self, Picture, SamplingParams};
 use crate::engine::scoring::{ConceptScorer, scorer_for};
-use crate::engine::space::{ConceptPoint, Resolver, default_batch_size};
+use crate::engine::space::{ConceptPoint, NoisePoint, Resolver, default_batch_size, resolve_noise};
 use crate::engine::surgery::{ModuleCatalog, WeightEdit, catalog};
 use crate::engine::variant::Variant;
 use crate::navigator::{TileCache, hold_edits, render_recipes};
@@ -44,6 +44,8 @@ pub struct GenerateJob {
     pub params: SamplingParams,
     /// Where in concept space; `None` is the prompt's own point.
     pub point: Option<Box<ConceptPoint>>,
+    /// Where in initial-noise space the picture starts; `None` is the noise of `seed`.
+    pub noise: Option<Box<NoisePoint>>,
     /// Edits to the weights, applied (to the loaded weights) before the picture is made.
     pub edits: Vec<WeightEdit>,
 }
@@ -56,6 +58,7 @@ impl GenerateJob {
             seed,
             params,
             point: None,
+            noise: None,
             edits: Vec::new(),
         }
     }
@@ -555,7 +558,14 @@ fn generate(
         }
         .unsqueeze(0)
         .map_err(|e| EngineError::InvalidRequest(format!("conditioning: {e}")))?;
-        let initial = pipeline::initial_noise(model, job.seed, &job.params)?;
+        // The noise of the seed itself, or a point of noise space around it, exactly as a
+        // tile of the same recipe starts (see `navigator::render_item`).
+        let initial = match job.noise.as_deref() {
+            None => pipeline::initial_noise(model, job.seed, &job.params)?,
+            Some(noise) => resolve_noise(model, Some(noise), job.seed, &job.params)?
+                .unsqueeze(0)
+                .map_err(|e| EngineError::InvalidRequest(format!("initial noise: {e}")))?,
+        };
 
         // The first preview is the noise itself, so the picture appears at once.
         send_preview(model, id, &initial, send);
@@ -587,6 +597,7 @@ fn generate(
     let recipe = Recipe {
         non_finite: picture.non_finite,
         point: job.point.clone(),
+        noise: job.noise.clone(),
         edits: job.edits.clone(),
         ..Recipe::for_prompt(
             model.id.clone(),

@@ -1,6 +1,8 @@
 //! The navigator tab driven through egui_kittest, over a real worker on the embedded model: a
 //! click on the plane canvas makes a tile there, Fill makes a 3 x 3 grid centre first, and the
-//! island overlay colours the tiles and reports the island's reach (snapshot).
+//! island overlay colours the tiles and reports the island's reach (snapshot); on the noise
+//! plane a click moves the starting noise, and the tile opened in the Picture tab is made again
+//! byte for byte.
 //!
 //! The snapshot renders with wgpu; without a GPU, wgpu falls back to a software adapter.
 
@@ -9,10 +11,11 @@ mod gui_support;
 use std::time::Duration;
 
 use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 use gui_support::app_over_embedded_model;
-use interconcept::engine::space::ConceptPoint;
+use interconcept::engine::space::{ConceptPoint, NoisePoint};
 use interconcept::gui::jobs::Status;
+use interconcept::gui::navigator::controls::PlaneSpace;
 use interconcept::gui::navigator::tiles::{Ended, Purpose};
 use interconcept::gui::{ExplorerApp, GenerateSettings, Tab};
 use interconcept::recipe::Recipe;
@@ -195,4 +198,106 @@ fn a_click_makes_a_tile_and_fill_makes_a_grid_centre_first() {
     let timing = harness.get_by_label_contains("last fill").rect();
     harness.mask(timing.expand(2.0));
     harness.snapshot("navigator_island");
+}
+
+#[test]
+fn a_noise_plane_moves_the_starting_noise_and_its_tiles_open_as_they_were_made() {
+    let settings = GenerateSettings {
+        prompt: "a sneaker".into(),
+        seed: 5,
+        num_steps: 3,
+        ..GenerateSettings::default()
+    };
+    let mut harness = Harness::builder()
+        .with_size(WINDOW)
+        .build_eframe(|cc| app_over_embedded_model(cc, settings));
+    step_until(&mut harness, "the model to load", |app| !app.is_busy());
+    harness.state_mut().set_tab(Tab::Navigator);
+    harness.step();
+
+    // Switch the canvas to the noise plane: toward prompts make no sense there.
+    harness.get_by_label("initial-noise plane").click();
+    harness.step();
+    assert_eq!(
+        harness.state().navigator().controls().plane.space,
+        PlaneSpace::Noise
+    );
+    assert_eq!(
+        harness.state().navigator().controls().plane.unit(),
+        "|noise|"
+    );
+
+    // A click off the centre asks for a tile with the prompt's own conditioning and moved noise.
+    let canvas = harness.get_by_label_contains("plane canvas").rect();
+    let pos = canvas.center() + egui::vec2(-50.0, 30.0);
+    harness.drag_at(pos);
+    harness.step();
+    harness.drop_at(pos);
+    harness.step();
+    let job = harness
+        .state()
+        .navigator()
+        .jobs()
+        .latest()
+        .expect("the click asked for a tile");
+    let asked = job.asked.recipes[0].clone();
+    assert_eq!(asked.prompt, "a sneaker");
+    assert_eq!(asked.point, None);
+    let Some(NoisePoint::Plane {
+        centre_seed,
+        directions_seed,
+        u,
+        v,
+    }) = asked.noise.as_deref().cloned()
+    else {
+        panic!("not a noise-plane tile: {asked:?}");
+    };
+    assert_eq!((centre_seed, directions_seed), (5, 1));
+    assert!(u < 0.0 && v < 0.0, "({u}, {v})");
+    step_until(&mut harness, "the tile", |app| {
+        app.navigator().tiles().len() == 1 && app.navigator().drawn() == 1
+    });
+    let tile = harness
+        .state()
+        .navigator()
+        .tiles()
+        .iter()
+        .next()
+        .expect("a tile");
+    assert_eq!(tile.recipe, asked);
+    let tile_rgb = tile.picture.rgb.clone();
+
+    // The same point of the text-embedding plane is another tile, not this one.
+    harness.get_by_label("text-embedding plane").click();
+    harness.step();
+    assert_eq!(harness.state().navigator().drawn(), 0);
+    harness.get_by_label("initial-noise plane").click();
+    harness.step();
+    assert_eq!(harness.state().navigator().drawn(), 1);
+
+    // Clicking the tile opens it; the Picture tab makes it again from its recipe, the same.
+    harness.drag_at(pos);
+    harness.step();
+    harness.drop_at(pos);
+    harness.step();
+    assert!(
+        harness.query_all_by_label_contains("noise (-").any(|n| n
+            .accesskit_node()
+            .label()
+            .is_some_and(|l| l.contains("around seed 5"))),
+        "the tile window names where in noise space the tile is"
+    );
+    harness.get_by_label("Open in Picture tab").click();
+    harness.step();
+    assert_eq!(harness.state().tab(), Tab::Picture);
+    step_until(&mut harness, "the picture", |app| {
+        !app.is_busy() && app.last_picture().is_some()
+    });
+    let app = harness.state();
+    assert_eq!(app.last_recipe(), Some(&asked));
+    assert_eq!(
+        app.last_picture().map(|p| &p.rgb),
+        Some(&tile_rgb),
+        "the picture equals the tile, byte for byte"
+    );
 }

@@ -13,7 +13,9 @@ use super::Action;
 use super::dialogs::{DialogOutcome, Dialogs, Export};
 use super::generate_panel::generate_panel_ui;
 use super::jobs::{JobTracker, Outcome, Status};
+use super::minds::settings::{MindsSettings, STORAGE_KEY as MINDS_KEY};
 use super::minds_panel::MindsPanel;
+use super::navigator::settings::{NavigatorSettings, STORAGE_KEY as NAVIGATOR_KEY};
 use super::navigator_panel::NavigatorPanel;
 use super::panels::{PanelContext, Request, Tab};
 use super::picture_view::{PictureView, Shown, ShownKind};
@@ -31,7 +33,7 @@ mod recipes;
 const MAX_EVENTS_PER_FRAME: usize = 64;
 
 /// The key under which eframe stores the open tab.
-const TAB_KEY: &str = "interconcept.tab";
+pub const TAB_KEY: &str = "interconcept.tab";
 
 /// The width of the generate panel, in points.
 const GENERATE_PANEL_WIDTH: f32 = 300.0;
@@ -78,23 +80,45 @@ impl ExplorerApp {
         model_dir: PathBuf,
         device: candle_core::Device,
     ) -> Self {
-        let settings = cc
-            .storage
-            .and_then(|storage| eframe::get_value(storage, STORAGE_KEY))
-            .unwrap_or_default();
-        let tab = cc
-            .storage
-            .and_then(|storage| eframe::get_value(storage, TAB_KEY))
-            .unwrap_or_default();
         let ctx = cc.egui_ctx.clone();
         let worker = Worker::spawn(
             model_dir.clone(),
             device,
             Box::new(move || ctx.request_repaint()),
         );
-        let mut app = Self::with_worker(worker, model_dir, settings);
-        app.tab = tab;
+        let mut app = Self::with_worker(worker, model_dir, GenerateSettings::default());
+        if let Some(storage) = cc.storage {
+            app.load_persisted(storage);
+        }
+        app.use_render_state(cc.wgpu_render_state.as_ref());
         app
+    }
+
+    /// Takes up what [`eframe::App::save`] stored: the generate settings, the open tab, and
+    /// the navigator's and alien-minds tab's controls. What is missing keeps its default.
+    pub fn load_persisted(&mut self, storage: &dyn eframe::Storage) {
+        if let Some(settings) = eframe::get_value(storage, STORAGE_KEY) {
+            self.settings = settings;
+        }
+        if let Some(tab) = eframe::get_value(storage, TAB_KEY) {
+            self.tab = tab;
+        }
+        if let Some(navigator) = eframe::get_value::<NavigatorSettings>(storage, NAVIGATOR_KEY) {
+            self.navigator.restore(navigator);
+        }
+        if let Some(minds) = eframe::get_value::<MindsSettings>(storage, MINDS_KEY) {
+            self.minds.restore(minds);
+        }
+    }
+
+    /// Draws the navigator's island overlay with the GPU score-field shader when eframe renders
+    /// with wgpu (registering its pipeline with `render_state`); with `None` (another renderer,
+    /// or a test without one) the overlay is drawn with egui shapes.
+    pub fn use_render_state(&mut self, render_state: Option<&eframe::egui_wgpu::RenderState>) {
+        if let Some(render_state) = render_state {
+            super::navigator::score_field::gpu::register(render_state);
+        }
+        self.navigator.set_gpu_field(render_state.is_some());
     }
 
     /// The app over a worker made elsewhere (tests make theirs); asks it to load `model_dir` at
@@ -238,6 +262,7 @@ impl ExplorerApp {
                 Some(Outcome::ModelLoaded(model)) => {
                     self.settings
                         .adopt_model(&model.name, model.default_size, model.variant);
+                    self.minds.fit_to_model(&model);
                 }
                 Some(Outcome::Preview(frame)) => visual = Some(Visual::Preview(frame)),
                 Some(Outcome::Finished) => visual = Some(Visual::Finished),
@@ -463,5 +488,7 @@ impl eframe::App for ExplorerApp {
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         eframe::set_value(storage, STORAGE_KEY, &self.settings);
         eframe::set_value(storage, TAB_KEY, &self.tab);
+        eframe::set_value(storage, NAVIGATOR_KEY, &self.navigator.settings());
+        eframe::set_value(storage, MINDS_KEY, &self.minds.settings());
     }
 }

@@ -12,6 +12,7 @@ use egui::Ui;
 
 use super::jobs::LoadedModel;
 use super::minds::runs_ui::{self, RunAction, TileTextures};
+use super::minds::settings::MindsSettings;
 use super::minds::tree_ui::{self, TreeState};
 use super::minds::{
     Concept, MindControls, RunStatus, SequenceRun, SequenceSpec, SweepRun, SweepSpec, TileResult,
@@ -140,6 +141,33 @@ impl MindsPanel {
                 runs_ui::sweep_mosaic(&self.sweep, cx).map(|m| Request::ExportMosaic(Box::new(m)))
             }
         }
+    }
+
+    /// What the panel remembers between runs.
+    pub fn settings(&self) -> MindsSettings {
+        MindsSettings::of(
+            &self.controls,
+            &self.tree,
+            self.sequence_spec,
+            &self.sweep_spec,
+        )
+    }
+
+    /// Takes up remembered settings (brought into range first); ticks stay as they are.
+    pub fn restore(&mut self, settings: MindsSettings) {
+        let settings = settings.sanitized();
+        settings.apply_to(&mut self.controls);
+        self.tree = settings.tree;
+        self.sequence_spec = settings.sequence;
+        self.sweep_spec = settings.sweep;
+    }
+
+    /// Bounds the progressive count by the modules of a freshly loaded model, so a count
+    /// remembered from a larger model does not make every picture fail.
+    pub fn fit_to_model(&mut self, model: &LoadedModel) {
+        let modules =
+            catalog_of(model, self.controls.global_component).map_or(0, |c| c.modules.len());
+        self.controls.progressive_count = self.controls.progressive_count.min(modules);
     }
 
     /// The edits every picture is made with now.

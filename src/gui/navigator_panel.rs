@@ -4,24 +4,22 @@
 //!
 //! State only changes through [`NavigatorPanel::ui`] (what the user did) and
 //! [`NavigatorPanel::apply`] (what the worker reported for the panel's jobs). The parts live in
-//! [`super::navigator`].
+//! [`super::navigator`]; the modes are drawn by [`plane`] and [`strip`].
 
-use egui::{DragValue, Ui};
+mod plane;
+mod strip;
 
-use super::navigator::canvas::{CanvasClick, Overlay, PlacedTile, plane_canvas_ui};
-use super::navigator::detail::{DetailAction, Slot, tile_window_ui, tiles_grid_ui};
-use super::navigator::recipes::{
-    Controls, Mode, gallery_tiles, island_field, layout_mosaic, line_tiles, plane_coordinates,
-    plane_mosaic, plane_recipe, plane_title,
-};
-use super::navigator::status::{island_report_ui, status_ui};
+use egui::Ui;
+
+use super::navigator::controls::{Controls, Mode};
+use super::navigator::detail::{DetailAction, tile_window_ui};
+use super::navigator::settings::NavigatorSettings;
 use super::navigator::tiles::{Asked, Ended, JobBook, Purpose, TileStore};
 use super::navigator::view::{FillGrid, PlaneView};
 use super::panels::{PanelContext, Request};
-use crate::engine::scoring::label_in;
 use crate::mosaic::Mosaic;
-use crate::navigator::island::{ISLAND_THRESHOLD, IslandRadii, boundary, island_radii};
-use crate::navigator::{Layout, describe};
+use crate::navigator::island::IslandRadii;
+use crate::navigator::{describe, describe_noise};
 use crate::recipe::Recipe;
 use crate::worker::{Event, GenerateJob, JobId};
 
@@ -48,6 +46,8 @@ pub struct NavigatorPanel {
     drawn: usize,
     /// The island's reach as last measured, with the concept's label.
     island: Option<(String, IslandRadii)>,
+    /// Whether the island overlay is drawn by the GPU score-field shader.
+    gpu_field: bool,
 }
 
 impl NavigatorPanel {
@@ -81,6 +81,32 @@ impl NavigatorPanel {
         self.island.as_ref()
     }
 
+    /// What the panel remembers between runs.
+    pub fn settings(&self) -> NavigatorSettings {
+        NavigatorSettings {
+            controls: self.controls.clone(),
+            view: self.view,
+        }
+    }
+
+    /// Takes up remembered settings (brought into range first).
+    pub fn restore(&mut self, settings: NavigatorSettings) {
+        let settings = settings.sanitized();
+        self.controls = settings.controls;
+        self.view = settings.view;
+    }
+
+    /// Draws the island overlay with the GPU score field (when eframe renders with wgpu and
+    /// the pipeline is registered) or with egui shapes.
+    pub fn set_gpu_field(&mut self, on: bool) {
+        self.gpu_field = on;
+    }
+
+    /// Whether the island overlay is drawn by the GPU score field.
+    pub fn gpu_field(&self) -> bool {
+        self.gpu_field
+    }
+
     /// Draws the panel; returns the jobs it wants submitted.
     pub fn ui(&mut self, ui: &mut Ui, cx: &PanelContext<'_>) -> Vec<Request> {
         let mut requests = Vec::new();
@@ -100,336 +126,6 @@ impl NavigatorPanel {
         }
         self.open_tile_ui(ui.ctx(), labels, &mut requests);
         requests
-    }
-
-    fn plane_ui(
-        &mut self,
-        ui: &mut Ui,
-        cx: &PanelContext<'_>,
-        template: &Recipe,
-        labels: &[String],
-        requests: &mut Vec<Request>,
-    ) {
-        let plane = &mut self.controls.plane;
-        ui.horizontal(|ui| {
-            ui.radio_value(&mut plane.toward, false, "random directions");
-            let seed = ui.label("seed");
-            ui.add_enabled(!plane.toward, DragValue::new(&mut plane.directions_seed))
-                .labelled_by(seed.id);
-            ui.radio_value(&mut plane.toward, true, "toward");
-            for (text, hint) in [
-                (&mut plane.toward_a, "prompt a (u = 1)"),
-                (&mut plane.toward_b, "prompt b"),
-            ] {
-                ui.add_enabled(
-                    plane.toward,
-                    egui::TextEdit::singleline(text)
-                        .hint_text(hint)
-                        .desired_width(110.0),
-                );
-            }
-        });
-        let mut fill = false;
-        ui.horizontal(|ui| {
-            let grid = ui.label("grid");
-            ui.add(DragValue::new(&mut plane.grid).range(1..=MAX_FILL))
-                .labelled_by(grid.id)
-                .on_hover_text("tiles along each side of a fill");
-            fill = ui
-                .button("Fill")
-                .on_hover_text("make a grid over the middle of the view, centre first")
-                .clicked();
-            if ui.button("Reset view").clicked() {
-                self.view = PlaneView::default();
-            }
-            ui.checkbox(&mut plane.island, "Island")
-                .on_hover_text("colour tiles by the meter's score and draw where it crosses 0.5");
-            if plane.island && !labels.is_empty() {
-                let named = label_in(labels, &template.prompt);
-                let shown = plane.concept.or(named).and_then(|i| labels.get(i));
-                egui::ComboBox::from_label("concept")
-                    .selected_text(shown.map_or("choose a concept", String::as_str))
-                    .show_ui(ui, |ui| {
-                        for (i, label) in labels.iter().enumerate() {
-                            ui.selectable_value(&mut plane.concept, Some(i), label);
-                        }
-                    });
-            }
-        });
-
-        // The tiles of this plane, and the ones on their way.
-        let directions = plane.directions();
-        let concept = plane.concept.or_else(|| label_in(labels, &template.prompt));
-        let mut placed: Vec<PlacedTile<'_>> = self
-            .tiles
-            .iter()
-            .filter_map(|tile| {
-                let at = plane_coordinates(&tile.recipe, template, &directions)?;
-                let score = tile.score(concept);
-                Some(PlacedTile {
-                    at,
-                    side: tile.side,
-                    tile,
-                    score,
-                })
-            })
-            .collect();
-        // Finer tiles (made zoomed in) are drawn over coarser ones.
-        placed.sort_by(|a, b| b.side.total_cmp(&a.side));
-        let pending: Vec<([f64; 2], f64)> = self
-            .jobs
-            .missing()
-            .iter()
-            .filter_map(|(r, side)| Some((plane_coordinates(r, template, &directions)?, *side)))
-            .collect();
-
-        // The island, on the lattice of the newest fill.
-        let grid = self
-            .last_grid
-            .unwrap_or_else(|| self.view.fill_grid(plane.grid));
-        let scored: Vec<([f64; 2], f64)> = placed
-            .iter()
-            .filter_map(|t| Some((t.at, f64::from(t.score?))))
-            .collect();
-        let field = island_field(&scored, &grid);
-        let shore = match (&field, plane.island) {
-            (Some(field), true) => boundary(field, ISLAND_THRESHOLD),
-            _ => Vec::new(),
-        };
-        self.island = match (&field, concept.and_then(|i| labels.get(i))) {
-            (Some(field), Some(label)) => {
-                Some((label.clone(), island_radii(field, ISLAND_THRESHOLD)))
-            }
-            _ => None,
-        };
-
-        let (cancel, export) = status_ui(
-            ui,
-            cx,
-            &self.jobs,
-            !self.tiles.is_empty(),
-            self.notice.as_ref(),
-        );
-        if plane.island {
-            island_report_ui(ui, self.island.as_ref(), labels.is_empty(), plane.unit());
-        }
-        let size = ui.available_size().max(MIN_CANVAS);
-        let overlay = Overlay {
-            pending: &pending,
-            island: plane.island,
-            shore: &shore,
-            unit: plane.unit(),
-        };
-        let canvas = plane_canvas_ui(ui, size, &mut self.view, &placed, &overlay);
-        self.drawn = canvas.drawn;
-
-        // What the user asked for.
-        let spacing = self.view.fill_grid(plane.grid).spacing;
-        match canvas.click {
-            Some(CanvasClick::Tile(index)) => self.open = Some(placed[index].tile.recipe.clone()),
-            Some(CanvasClick::Point(at)) => {
-                // The clicked point first, then what the running job still owed.
-                let mut asked = Asked {
-                    purpose: Purpose::Point,
-                    recipes: vec![plane_recipe(template, &directions, at)],
-                    sides: vec![spacing],
-                };
-                for (recipe, side) in self.jobs.missing() {
-                    asked.recipes.push(recipe);
-                    asked.sides.push(side);
-                }
-                requests.push(self.jobs.ask(asked));
-            }
-            None => {}
-        }
-        let export = export.then(|| {
-            let [[u_lo, u_hi], [v_lo, v_hi]] = self.view.visible(ui.min_rect());
-            let in_view: Vec<([f64; 2], &_)> = placed
-                .iter()
-                .filter(|t| (u_lo..=u_hi).contains(&t.at[0]) && (v_lo..=v_hi).contains(&t.at[1]))
-                .map(|t| (t.at, t.tile))
-                .collect();
-            plane_mosaic(plane_title(template, &self.controls.plane), &in_view)
-        });
-        drop(placed);
-        if fill {
-            let grid = self.view.fill_grid(self.controls.plane.grid);
-            let recipes: Vec<Recipe> = grid
-                .points_centre_first()
-                .into_iter()
-                .map(|at| plane_recipe(template, &directions, at))
-                .filter(|r| self.tiles.find(r).is_none())
-                .collect();
-            self.last_grid = Some(grid);
-            if recipes.is_empty() {
-                self.notice = Some(("every tile of this grid is made already".into(), false));
-            } else {
-                let sides = vec![grid.spacing; recipes.len()];
-                requests.push(self.jobs.ask(Asked {
-                    purpose: Purpose::Fill,
-                    recipes,
-                    sides,
-                }));
-            }
-        }
-        self.finish(cancel, export, requests);
-    }
-
-    fn strip_ui(
-        &mut self,
-        ui: &mut Ui,
-        cx: &PanelContext<'_>,
-        template: &Recipe,
-        labels: &[String],
-        requests: &mut Vec<Request>,
-    ) {
-        let mut make = false;
-        let is_line = self.controls.mode == Mode::Line;
-        let concept;
-        if is_line {
-            let line = &mut self.controls.line;
-            ui.horizontal(|ui| {
-                let hint = format!("from: {}", template.prompt);
-                ui.add(
-                    egui::TextEdit::singleline(&mut line.from)
-                        .hint_text(hint)
-                        .desired_width(130.0),
-                );
-                ui.add(
-                    egui::TextEdit::singleline(&mut line.to)
-                        .hint_text("to")
-                        .desired_width(130.0),
-                );
-                let points = ui.label("points");
-                ui.add(DragValue::new(&mut line.points).range(2..=64))
-                    .labelled_by(points.id);
-                let beyond = ui.label("beyond");
-                ui.add(
-                    DragValue::new(&mut line.beyond)
-                        .range(0.0..=4.0)
-                        .speed(0.05),
-                )
-                .labelled_by(beyond.id)
-                .on_hover_text("how far past each end, in lengths of the line");
-                ui.checkbox(&mut line.slerp, "slerp");
-                make = ui.button("Make line").clicked();
-            });
-            let from = if line.from.trim().is_empty() {
-                &template.prompt
-            } else {
-                &line.from
-            };
-            concept = label_in(labels, from);
-        } else {
-            let gallery = &mut self.controls.gallery;
-            ui.horizontal(|ui| {
-                let count = ui.label("count");
-                ui.add(DragValue::new(&mut gallery.count).range(1..=256))
-                    .labelled_by(count.id);
-                let seed = ui.label("first seed");
-                ui.add(DragValue::new(&mut gallery.first_seed))
-                    .labelled_by(seed.id);
-                make = ui.button("Make gallery").clicked();
-            });
-            egui::CollapsingHeader::new("Reference prompts (their statistics shape the points)")
-                .show(ui, |ui| {
-                    egui::ScrollArea::vertical()
-                        .max_height(120.0)
-                        .show(ui, |ui| {
-                            ui.text_edit_multiline(&mut gallery.reference);
-                        });
-                });
-            concept = None;
-        }
-        let layout: anyhow::Result<Layout> = if is_line {
-            line_tiles(template, &self.controls.line)
-        } else {
-            gallery_tiles(template, &self.controls.gallery)
-        };
-        let (cancel, export) = status_ui(
-            ui,
-            cx,
-            &self.jobs,
-            !self.tiles.is_empty(),
-            self.notice.as_ref(),
-        );
-        let layout = match layout {
-            Ok(layout) => layout,
-            Err(error) => {
-                ui.colored_label(ui.visuals().error_fg_color, format!("{error:#}"));
-                return;
-            }
-        };
-        let made: Vec<_> = layout
-            .tiles
-            .iter()
-            .map(|t| self.tiles.find(&t.recipe))
-            .collect();
-        let slots: Vec<Slot<'_>> = layout
-            .tiles
-            .iter()
-            .zip(&made)
-            .map(|(slot, tile)| {
-                let mut label = if is_line {
-                    format!("t={}", slot.label)
-                } else {
-                    slot.label.clone()
-                };
-                // The gallery names what the meter sees in each random point.
-                if !is_line && let Some(scores) = tile.and_then(|t| t.scores.as_ref()) {
-                    let best = scores.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1));
-                    if let Some((i, _)) = best
-                        && let Some(name) = labels.get(i)
-                    {
-                        label = format!("{label} {name}");
-                    }
-                }
-                Slot {
-                    label,
-                    tile: *tile,
-                    score: tile.and_then(|t| t.score(concept)),
-                }
-            })
-            .collect();
-        let clicked = egui::ScrollArea::both()
-            .show(ui, |ui| {
-                let (columns, side) = if is_line {
-                    (slots.len(), 96.0)
-                } else {
-                    (layout.columns, 80.0)
-                };
-                tiles_grid_ui(ui, &slots, columns, side)
-            })
-            .inner;
-        if let Some(index) = clicked {
-            self.open = made[index].map(|t| t.recipe.clone());
-        }
-        let export = export.then(|| layout_mosaic(&layout, &made));
-        drop(slots);
-        if make {
-            let recipes: Vec<Recipe> = layout
-                .tiles
-                .iter()
-                .map(|t| t.recipe.clone())
-                .filter(|r| self.tiles.find(r).is_none())
-                .collect();
-            if recipes.is_empty() {
-                self.notice = Some(("every tile is made already".into(), false));
-            } else {
-                let purpose = if is_line {
-                    Purpose::Line
-                } else {
-                    Purpose::Gallery
-                };
-                let sides = vec![0.0; recipes.len()];
-                requests.push(self.jobs.ask(Asked {
-                    purpose,
-                    recipes,
-                    sides,
-                }));
-            }
-        }
-        self.finish(cancel, export, requests);
     }
 
     /// Carries out Cancel and Export.
@@ -468,10 +164,13 @@ impl NavigatorPanel {
             self.open = None;
             return;
         };
-        let place = recipe
+        let mut place = recipe
             .point
             .as_deref()
             .map_or_else(|| format!("{:?}", recipe.prompt), describe);
+        if let Some(noise) = recipe.noise.as_deref() {
+            place = format!("{place} from {}", describe_noise(noise));
+        }
         let mut open = true;
         let action = tile_window_ui(ctx, tile, &place, labels, &mut open);
         let recipe = tile.recipe.clone();
@@ -486,6 +185,7 @@ impl NavigatorPanel {
                     seed: recipe.seed,
                     params: recipe.sampling.clone(),
                     point: recipe.point.clone(),
+                    noise: recipe.noise.clone(),
                     edits: recipe.edits.clone(),
                 }));
                 self.notice = Some(("opened in the Picture tab".into(), false));

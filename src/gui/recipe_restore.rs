@@ -88,7 +88,8 @@ pub struct Restored {
     pub settings: GenerateSettings,
     /// The weight edits the picture was made with.
     pub edits: Vec<WeightEdit>,
-    /// The picture again (with the recipe's concept-space point, when it has one).
+    /// The picture again (with the recipe's point of concept space and of noise space, when it
+    /// has them).
     pub job: GenerateJob,
 }
 
@@ -111,13 +112,6 @@ pub fn restore(recipe: &Recipe, loaded: Option<&ModelId>) -> Result<Restored, St
             "this recipe starts from a latent in a .npy file (values hash {hash}); make it \
              with `interconcept replay RECIPE --noise FILE --out PNG`"
         ));
-    }
-    if recipe.noise.is_some() {
-        return Err(
-            "this recipe starts at a point of noise space, which the window cannot \
-                    make yet; make it with `interconcept replay RECIPE --out PNG`"
-                .into(),
-        );
     }
     let sampling = &recipe.sampling;
     for (what, side) in [("width", sampling.width), ("height", sampling.height)] {
@@ -155,6 +149,7 @@ pub fn restore(recipe: &Recipe, loaded: Option<&ModelId>) -> Result<Restored, St
     };
     let job = GenerateJob {
         point: recipe.point.clone(),
+        noise: recipe.noise.clone(),
         edits: recipe.edits.clone(),
         ..GenerateJob::prompt(recipe.prompt.clone(), recipe.seed, sampling.clone())
     };

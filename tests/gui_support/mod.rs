@@ -9,7 +9,9 @@ use interconcept::engine::model::embedded_model_dir;
 use interconcept::gui::{ExplorerApp, GenerateSettings};
 use interconcept::worker::Worker;
 
-/// The app eframe would start, over a worker on the embedded model that wakes the harness.
+/// The app eframe would start, over a worker on the embedded model that wakes the harness; with
+/// the wgpu renderer (`Harness::builder().wgpu()`) it draws the island on the GPU as eframe's
+/// window does.
 pub fn app_over_embedded_model(
     cc: &eframe::CreationContext<'_>,
     settings: GenerateSettings,
@@ -20,7 +22,9 @@ pub fn app_over_embedded_model(
         Device::Cpu,
         Box::new(move || ctx.request_repaint()),
     );
-    ExplorerApp::with_worker(worker, embedded_model_dir(), settings)
+    let mut app = ExplorerApp::with_worker(worker, embedded_model_dir(), settings);
+    app.use_render_state(cc.wgpu_render_state.as_ref());
+    app
 }
 
 /// Steps the harness, with short sleeps, until `done` holds, then one frame more to draw what

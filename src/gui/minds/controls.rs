@@ -5,6 +5,8 @@
 
 use std::cmp::Ordering;
 
+use serde::{Deserialize, Serialize};
+
 use crate::engine::model::Component;
 use crate::engine::surgery::{WeightEdit, network_order};
 
@@ -12,7 +14,8 @@ use crate::engine::surgery::{WeightEdit, network_order};
 pub const MAX_SCALE_PERCENT: f64 = 300.0;
 
 /// What is done to a ticked module.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum EditKind {
     /// Every weight set to zero (a stroke).
     #[default]
@@ -38,7 +41,8 @@ impl EditKind {
 }
 
 /// The edit of one ticked module (or group of modules).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ModuleEdit {
     /// Knockout, randomize or scale.
     pub kind: EditKind,
@@ -134,7 +138,8 @@ impl Default for MindControls {
 }
 
 /// A global slider of the panel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Slider {
     /// Noise mixed into the weights, percent.
     #[default]

@@ -5,11 +5,13 @@
 //! - [`tiles`]: the tiles of a grid, what came back and what is missing.
 //! - [`sequence`]: a slider stepped through its values, with the concept meter's curve.
 //! - [`sweep`]: each module knocked out or randomized in turn.
+//! - [`settings`]: what the tab remembers between runs.
 //! - [`tree_ui`] and [`runs_ui`]: the `_ui` functions that draw them.
 
 pub mod controls;
 pub mod runs_ui;
 pub mod sequence;
+pub mod settings;
 pub mod sweep;
 pub mod tiles;
 pub mod tree_ui;

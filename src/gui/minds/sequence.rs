@@ -2,6 +2,8 @@
 //! else as the controls have it, one tile per value, and the concept meter's score for the
 //! prompt's concept against the value, to see where the concept is lost.
 
+use serde::{Deserialize, Serialize};
+
 use super::controls::{MindControls, Slider};
 use super::tiles::{Concept, TileSet};
 use crate::recipe::Recipe;
@@ -13,7 +15,8 @@ pub const LOST_BELOW: f32 = 0.5;
 pub const MAX_TILES: usize = 64;
 
 /// What a sequence varies and how.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SequenceSpec {
     /// The slider varied.
     pub slider: Slider,

@@ -1,6 +1,8 @@
 //! Module sweeps: the picture with each module of a component knocked out (or randomized) in
 //! turn, one tile per module after the intact picture, to see which modules the concept needs.
 
+use serde::{Deserialize, Serialize};
+
 use super::controls::EditKind;
 use super::tiles::{Concept, TileSet};
 use crate::engine::model::Component;
@@ -8,7 +10,8 @@ use crate::engine::surgery::{ModuleCatalog, WeightEdit};
 use crate::recipe::Recipe;
 
 /// What a sweep does to each module.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SweepSpec {
     /// Knockout or randomize (scale is a slider's job).
     pub kind: EditKind,

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use egui::Ui;
 use egui::collapsing_header::CollapsingState;
+use serde::{Deserialize, Serialize};
 
 use super::controls::{EditKind, MindControls, ModuleEdit};
 use crate::engine::model::Component;
@@ -20,7 +21,8 @@ pub const TREE_WIDTH: f32 = 330.0;
 const TREE_HEIGHT: f32 = 260.0;
 
 /// What the tree shows and what a new tick does.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TreeState {
     /// The component whose modules are listed.
     pub component: Component,

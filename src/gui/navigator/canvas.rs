@@ -1,9 +1,18 @@
 //! The plane canvas: the (u, v) plane with its axes and ticks, the tiles made on it, the ones
 //! on their way, and the island's colours and shore. Scroll (or pinch) zooms about the
 //! pointer, dragging pans, a click asks for a point or opens the tile under it.
+//!
+//! The island is drawn one of two ways. With a [`FieldTexture`] (eframe renders with wgpu), a
+//! paint callback draws the scores of the fill's lattice as a smooth field with its shore
+//! (`shaders/score_field.wgsl`), and only tiles off that lattice get a colour of their own.
+//! Without one, every scored tile gets a flat colour and the shore is the marching-squares
+//! segments the panel measured.
 
+use eframe::egui_wgpu;
 use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, StrokeKind, Ui, Vec2};
 
+use super::score_field::gpu::ScoreFieldCallback;
+use super::score_field::{FieldTexture, INSIDE, OUTSIDE, SHORE, SHORE_WIDTH};
 use super::tiles::Tile;
 use super::view::{PlaneView, format_tick, ticks};
 use crate::navigator::island::{ISLAND_THRESHOLD, Segment};
@@ -32,8 +41,10 @@ pub struct Overlay<'a> {
     pub pending: &'a [([f64; 2], f64)],
     /// Colour tiles by score and draw the shore.
     pub island: bool,
-    /// The island's shore.
+    /// The island's shore, drawn with egui shapes when there is no `field`.
     pub shore: &'a [Segment],
+    /// The scores of the fill's lattice, drawn on the GPU; `None` without a wgpu renderer.
+    pub field: Option<&'a FieldTexture>,
     /// The unit of u and v, in words.
     pub unit: &'a str,
 }
@@ -60,8 +71,15 @@ pub struct CanvasResponse {
 /// magenta outside, translucent so the picture shows through.
 pub fn island_colour(score: f32) -> Color32 {
     let s = score.clamp(0.0, 1.0);
-    let mix = |outside: f32, inside: f32| (outside + (inside - outside) * s).round() as u8;
-    Color32::from_rgba_unmultiplied(mix(220.0, 40.0), mix(40.0, 210.0), mix(200.0, 90.0), 110)
+    let (outside, inside) = (
+        OUTSIDE.to_srgba_unmultiplied(),
+        INSIDE.to_srgba_unmultiplied(),
+    );
+    let mix = |c: usize| {
+        let (o, i) = (f32::from(outside[c]), f32::from(inside[c]));
+        (o + (i - o) * s).round() as u8
+    };
+    Color32::from_rgba_unmultiplied(mix(0), mix(1), mix(2), outside[3])
 }
 
 /// Draws the canvas into `size` and handles its zoom, pan, hover and clicks.
@@ -90,15 +108,23 @@ pub fn plane_canvas_ui(
         let half = (side * view.points_per_unit(rect) / 2.0) as f32;
         Rect::from_center_size(view.to_screen(rect, at), Vec2::splat(2.0 * half))
     };
+    // The tile drawn last is on top: with the GPU field, the tiles off its lattice are drawn
+    // after it, over the others.
+    let field = overlay.field.filter(|_| overlay.island);
+    let on_field = |t: &PlacedTile<'_>| field.is_some_and(|f| f.texel_at(t.at).is_some());
+    let top_under = |pos: Pos2| {
+        tiles
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| screen_rect(t.at, t.side).contains(pos))
+            .max_by_key(|&(i, t)| (field.is_some() && !on_field(t), i))
+            .map(|(i, _)| i)
+    };
     let mut click = None;
     if response.clicked()
         && let Some(pos) = response.interact_pointer_pos()
     {
-        // The tile drawn last is on top.
-        let hit = tiles
-            .iter()
-            .rposition(|t| screen_rect(t.at, t.side).contains(pos));
-        click = Some(match hit {
+        click = Some(match top_under(pos) {
             Some(index) => CanvasClick::Tile(index),
             None => CanvasClick::Point(view.to_plane(rect, pos)),
         });
@@ -153,25 +179,47 @@ pub fn plane_canvas_ui(
     }
     let mut drawn = 0;
     let full = Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0));
-    for placed in tiles {
+    let mut draw_tile = |placed: &PlacedTile<'_>, tint: bool| {
         let r = screen_rect(placed.at, placed.side);
         if !r.intersects(rect) {
-            continue;
+            return;
         }
         if let Some(texture) = placed.tile.texture() {
             painter.image(texture.id(), r, full, Color32::WHITE);
             drawn += 1;
         }
-        if overlay.island
-            && let Some(score) = placed.score
-        {
+        if tint && let Some(score) = placed.score {
             painter.rect_filled(r, 0.0, island_colour(score));
         }
-    }
-    if overlay.island {
-        let shore = Stroke::new(2.5, Color32::from_rgb(255, 220, 40));
-        for [p, q] in overlay.shore {
-            painter.line_segment([view.to_screen(rect, *p), view.to_screen(rect, *q)], shore);
+    };
+    match field {
+        // The lattice's tiles, the field over them, then the tiles off the lattice on top.
+        Some(field) => {
+            for placed in tiles.iter().filter(|t| on_field(t)) {
+                draw_tile(placed, false);
+            }
+            painter.add(egui_wgpu::Callback::new_paint_callback(
+                rect,
+                ScoreFieldCallback {
+                    field: field.clone(),
+                    map: field.index_map(view, rect),
+                },
+            ));
+            for placed in tiles.iter().filter(|t| !on_field(t)) {
+                draw_tile(placed, true);
+            }
+        }
+        None => {
+            for placed in tiles {
+                draw_tile(placed, overlay.island);
+            }
+            if overlay.island {
+                let shore = Stroke::new(SHORE_WIDTH, SHORE);
+                for [p, q] in overlay.shore {
+                    painter
+                        .line_segment([view.to_screen(rect, *p), view.to_screen(rect, *q)], shore);
+                }
+            }
         }
     }
     painter.circle_stroke(view.to_screen(rect, [0.0, 0.0]), 4.0, axis);
@@ -188,10 +236,7 @@ pub fn plane_canvas_ui(
         let [u, v] = view.to_plane(rect, pos);
         let step = u_step.min(v_step) / 10.0;
         let mut text = format!("u {}, v {}", format_tick(u, step), format_tick(v, step));
-        let under = tiles
-            .iter()
-            .rev()
-            .find(|t| screen_rect(t.at, t.side).contains(pos));
+        let under = top_under(pos).and_then(|i| tiles.get(i));
         if let Some(score) = under.and_then(|t| t.score) {
             let verdict = if f64::from(score) >= ISLAND_THRESHOLD {
                 "on the island"

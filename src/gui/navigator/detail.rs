@@ -60,6 +60,11 @@ pub fn tiles_grid_ui(ui: &mut Ui, slots: &[Slot<'_>], columns: usize, side: f32)
                         label.push_str(&format!(", {score:.2}"));
                     }
                     ui.small(&label);
+                    // Named for screen readers (and tests): "tile t=0.5, 0.93".
+                    let made = slot.tile.is_some();
+                    response.widget_info(|| {
+                        egui::WidgetInfo::labeled(egui::Role::Button, made, format!("tile {label}"))
+                    });
                     let response = response.on_hover_text(match slot.tile {
                         Some(t) => format!("{label}: click to open\n{}", t.recipe.prompt),
                         None => format!("{label}: not made yet"),

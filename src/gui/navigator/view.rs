@@ -5,6 +5,7 @@
 //! u grows to the right and v upwards, as on a mathematician's plot.
 
 use egui::{Pos2, Rect, Vec2};
+use serde::{Deserialize, Serialize};
 
 /// The smallest half-extent the view zooms in to, in plane units.
 pub const MIN_HALF_EXTENT: f64 = 1e-4;
@@ -13,7 +14,8 @@ pub const MIN_HALF_EXTENT: f64 = 1e-4;
 pub const MAX_HALF_EXTENT: f64 = 1e4;
 
 /// Which part of the plane the canvas shows.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PlaneView {
     /// The plane point at the middle of the canvas.
     pub centre: [f64; 2],

@@ -1,7 +1,7 @@
 use super::*;
 use crate::engine::pipeline::{Picture, SamplingParams};
 use crate::engine::scheduler::SamplerKind;
-use crate::engine::space::ConceptPoint;
+use crate::engine::space::{ConceptPoint, NoisePoint};
 
 fn model() -> ModelId {
     ModelId {
@@ -71,6 +71,22 @@ fn a_concept_point_goes_into_the_job() {
     };
     let restored = restore(&recipe, Some(&model())).unwrap();
     assert_eq!(restored.job.point, recipe.point);
+}
+
+#[test]
+fn a_point_of_noise_space_goes_into_the_job() {
+    let recipe = Recipe {
+        noise: Some(Box::new(NoisePoint::Plane {
+            centre_seed: 3,
+            directions_seed: 1,
+            u: 0.5,
+            v: -0.25,
+        })),
+        ..recipe()
+    };
+    let restored = restore(&recipe, Some(&model())).unwrap();
+    assert_eq!(restored.job.noise, recipe.noise);
+    assert_eq!(restored.job.point, None);
 }
 
 #[test]
