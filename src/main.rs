@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(colours_wanted())
         .with_target(false)
         .init();
 
@@ -45,25 +45,29 @@ fn main() -> ExitCode {
 }
 
 /// candle asks for its thread count before every matrix product and, unless
-/// `RAYON_NUM_THREADS` is set, counts the physical cores afresh by reading /proc/cpuinfo each
-/// time: 17% of a UNet call of the embedded model went there. Counting once, here, makes the
-/// question a lookup. `CANDLE_NUM_THREADS` and `RAYON_NUM_THREADS` still choose the count.
+/// `RAYON_NUM_THREADS` (or `CANDLE_CPU_MASK`) is set, counts the physical cores afresh by
+/// reading /proc/cpuinfo each time: 17% of a UNet call of the embedded model went there.
+/// Setting `RAYON_NUM_THREADS` to that same count once, here, makes the question a lookup and
+/// changes nothing else; a count the user set, by either variable, is left alone.
 #[expect(
     unsafe_code,
     reason = "set_var is sound here: it runs first in main, before any other thread exists"
 )]
 fn fix_thread_count() {
-    if std::env::var_os("RAYON_NUM_THREADS").is_some() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_some()
+        || std::env::var_os("CANDLE_CPU_MASK").is_some()
+    {
         return;
     }
-    let threads = std::env::var("CANDLE_NUM_THREADS")
-        .ok()
-        .and_then(|n| n.parse::<usize>().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or_else(num_cpus::get_physical)
-        .max(1);
+    let threads = num_cpus::get_physical().max(1);
     // SAFETY: no other thread has been started yet (see the reason above).
     unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
+}
+
+/// Log colours on a terminal, unless `NO_COLOR` asks for none (<https://no-color.org>).
+fn colours_wanted() -> bool {
+    let no_colour = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    std::io::IsTerminal::is_terminal(&std::io::stderr()) && !no_colour
 }
 
 /// A clap error on one line: what is wrong, the argument it is about, the possible values or

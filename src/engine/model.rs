@@ -98,8 +98,9 @@ pub struct DiffusionModel {
     pub vae_downscale: usize,
     /// The image side the model was trained at.
     pub default_size: usize,
-    /// Images per UNet call (twice that with guidance): every call uses exactly this many (see
-    /// `pipeline::predict`), so that a picture in a batch equals the picture made alone.
+    /// Images per UNet call (twice that with guidance) off the CPU: every call there uses
+    /// exactly this many (see `pipeline::predict`), so that a picture in a batch equals the
+    /// picture made alone. On the CPU every call holds one image's branch.
     pub unet_batch: usize,
     /// The latent side must be a multiple of this (the UNet halves it once per level).
     pub size_multiple: usize,
@@ -289,8 +290,8 @@ impl DiffusionModel {
             latent_channels: vae_json.latent_channels,
             vae_downscale: vae_json.downscale(),
             default_size: unet_json.sample_size * vae_json.downscale(),
-            // Measured on the embedded model (2 cores, mimalloc): one image per call makes a
-            // lone picture 6x faster than padding to eight, and a batch of 64 no slower.
+            // Off the CPU (the CPU always runs single branches, see `pipeline::predict`): one
+            // image per call keeps a lone picture from paying for padding.
             unet_batch: 1,
             size_multiple: 1 << (unet_json.block_out_channels.len() - 1),
             conditioning_dim: text_json.hidden_size,

@@ -164,7 +164,7 @@ pub fn denoise(
     let _span = tracing::debug_span!("denoise", batch, steps = params.num_steps).entered();
     let sampler = Sampler::new(params.sampler, &model.schedule, params.num_steps)?;
 
-    // With guidance, the unconditional branch runs in the same UNet call as the conditional one.
+    // With guidance, every image also gets an unconditional prediction (see `predict`).
     let empty = if params.uses_guidance() {
         Some(model.encode_prompts(&[""])?.0)
     } else {
@@ -280,8 +280,9 @@ fn guide(uncond: &Tensor, cond: Tensor, guidance_scale: f64) -> candle_core::Res
 }
 
 /// [`predict`] on the CPU: one UNet call per image and branch, the calls spread over candle's
-/// thread pool (inside it, candle's own parallel loops run in place instead of handing each
-/// operation to another thread and waiting).
+/// rayon pool (inside it, candle's rayon loops, its convolutions and matrix products, run in
+/// place instead of handing each operation to another thread and waiting; its element-wise
+/// operations on 64K values or more still go to its own second pool, one call at a time).
 fn predict_parallel(
     model: &DiffusionModel,
     latents: &Tensor,

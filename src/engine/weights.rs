@@ -150,12 +150,7 @@ impl WeightStore {
         if let Some(stats) = self.loaded_stats.get(name) {
             return Ok(*stats);
         }
-        let original = self
-            .original(name)
-            .ok_or_else(|| EngineError::MissingTensor {
-                name: name.to_string(),
-                path: self.source.clone(),
-            })?;
+        let original = self.original(name).ok_or_else(|| self.missing(name))?;
         let stats = compute(&original).map_err(|source| EngineError::Candle {
             stage: "edit weights",
             source,
@@ -206,12 +201,15 @@ impl WeightStore {
     }
 
     fn var(&self, name: &str) -> Result<&Var> {
-        self.vars
-            .get(name)
-            .ok_or_else(|| EngineError::MissingTensor {
-                name: name.to_string(),
-                path: self.source.clone(),
-            })
+        self.vars.get(name).ok_or_else(|| self.missing(name))
+    }
+
+    /// The error for a tensor this store does not hold.
+    pub fn missing(&self, name: &str) -> EngineError {
+        EngineError::MissingTensor {
+            name: name.to_string(),
+            path: self.source.clone(),
+        }
     }
 
     /// Copies a tensor's loaded value aside before its first edit; returns that copy.

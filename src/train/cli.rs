@@ -108,8 +108,20 @@ fn parse_oversample(text: &str) -> std::result::Result<(usize, usize), String> {
 
 /// Fills a work folder from a finished model folder, as if a run had saved checkpoints at
 /// `step`: the averaged weights the model holds start both the weights and their averages.
+///
+/// The model is loaded first, so a folder that is not one changes nothing; a work folder that
+/// already holds a run is refused rather than overwritten.
 fn seed_work_from_model(model_dir: &Path, work: &Path, step: usize) -> Result<()> {
-    std::fs::create_dir_all(work).with_context(|| format!("cannot create {}", work.display()))?;
+    let model = DiffusionModel::load(model_dir, &Device::Cpu)
+        .with_context(|| format!("--init-from {} is not a usable model", model_dir.display()))?;
+    let existing = diffusion::checkpoint_paths(work, "unet").0;
+    if existing.exists() {
+        bail!(
+            "the work folder already holds a run ({}); give another --work, or continue it with \
+             --resume instead of --init-from",
+            existing.display()
+        );
+    }
     let copies = [
         ("vae/diffusion_pytorch_model.safetensors", "vae"),
         ("unet/diffusion_pytorch_model.safetensors", "unet"),
@@ -117,25 +129,42 @@ fn seed_work_from_model(model_dir: &Path, work: &Path, step: usize) -> Result<()
         ("text_encoder/model.safetensors", "text_encoder"),
         ("text_encoder/model.safetensors", "text_encoder_ema"),
     ];
-    for (from, stage) in copies {
-        let from = model_dir.join(from);
-        let to = work.join(format!("{stage}.safetensors"));
-        std::fs::copy(&from, &to)
-            .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
-        std::fs::write(
-            work.join(format!("{stage}.json")),
-            serde_json::json!({ "step": step }).to_string(),
-        )?;
+    for (file, stage) in copies {
+        diffusion::copy_checkpoint(&model_dir.join(file), work, stage, step)?;
     }
-    let model = DiffusionModel::load(model_dir, &Device::Cpu)?;
-    let fit = diffusion::LatentFit {
-        scaling_factor: model.vae_scaling_factor,
-        latent_rgb: model.latent_rgb.clone(),
-    };
-    std::fs::write(
-        diffusion::latent_fit_path(work),
-        serde_json::to_string_pretty(&fit)?,
-    )?;
+    diffusion::save_latent_fit(
+        work,
+        &diffusion::LatentFit {
+            scaling_factor: model.vae_scaling_factor,
+            latent_rgb: model.latent_rgb.clone(),
+        },
+    )
+}
+
+/// Refuses option combinations that would do something else than asked, before any work.
+fn check_options(args: &TrainArgs) -> Result<()> {
+    if args.init_from.is_some() {
+        if args.stage != Stage::Unet {
+            bail!("--init-from continues the UNet stage: add --stage unet");
+        }
+        if args.resume {
+            bail!("--init-from starts a run and --resume continues one: give only one");
+        }
+        if args.init_step >= args.unet_steps {
+            bail!(
+                "--init-step {} leaves nothing to train: --unet-steps must be larger",
+                args.init_step
+            );
+        }
+    }
+    if !args.oversample.is_empty() && matches!(args.stage, Stage::Meter | Stage::Export) {
+        bail!("--oversample shapes UNet training, which --stage meter and export do not run");
+    }
+    for (i, (class, _)) in args.oversample.iter().enumerate() {
+        if args.oversample[..i].iter().any(|(c, _)| c == class) {
+            bail!("--oversample names {} twice", CLASS_NAMES[*class]);
+        }
+    }
     Ok(())
 }
 
@@ -145,6 +174,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let device = Device::Cpu;
     let out = args.out.clone().unwrap_or_else(embedded_model_dir);
     let meter_out = args.meter_out.clone().unwrap_or_else(embedded_meter_dir);
+    check_options(args)?;
 
     if matches!(args.stage, Stage::All | Stage::Meter) {
         let report = train_meter(&MeterTrainConfig {
@@ -167,9 +197,6 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         return Ok(());
     }
     if let Some(model_dir) = &args.init_from {
-        if args.stage != Stage::Unet {
-            bail!("--init-from continues the UNet stage: add --stage unet");
-        }
         seed_work_from_model(model_dir, &args.work, args.init_step)?;
     }
 
@@ -195,26 +222,34 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let arch = EmbeddedArchitecture::default();
     let tokenizer = ClipTokenizer::from_dir(&cfg.tokenizer_dir)?;
 
-    let vae_map = if matches!(args.stage, Stage::Unet | Stage::Export) {
-        load_checkpoint(&args.work.join("vae.safetensors"), |vb| {
+    // The VAE either comes from the work folder or is trained (or finished) here.
+    let (vae_map, vae_trained) = if matches!(args.stage, Stage::Unet | Stage::Export) {
+        let map = load_checkpoint(&args.work.join("vae.safetensors"), |vb| {
             TrainVae::new(vb, 3, 3, &arch.vae_candle()).map(|_| ())
-        })?
+        })?;
+        (map, false)
     } else {
         let (map, report) = diffusion::train_vae(&cfg, &arch, &data, &device)?;
         println!(
             "vae: loss {:.4} -> {:.4} in {:.0} s",
             report.first_loss, report.last_loss, report.seconds
         );
-        map
+        (map, report.steps_run > 0)
     };
     println!(
         "vae: test reconstruction MSE {:.4}",
         diffusion::vae_test_error(&vae_map, &arch, &test, &device)?
     );
 
-    let reuse_fit = cfg.resume || args.stage == Stage::Export;
+    // A VAE that changed in this run needs a new latent fit; otherwise the run's own stays.
     let encoded = diffusion::encode_for_unet(
-        &vae_map, &arch, &data, args.seed, &device, &args.work, reuse_fit,
+        &vae_map,
+        &arch,
+        &data,
+        args.seed,
+        &device,
+        &args.work,
+        !vae_trained,
     )?;
     let (unet_map, text_map) = if args.stage == Stage::Export {
         // Export the weight averages when the run kept them (runs before averaging did not).
@@ -250,8 +285,8 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             unet: &unet_map,
             vae: &vae_map,
             text_encoder: &text_map,
-            scaling_factor: encoded.scaling_factor,
-            latent_rgb: encoded.latent_rgb.clone(),
+            scaling_factor: encoded.fit.scaling_factor,
+            latent_rgb: encoded.fit.latent_rgb.clone(),
         },
         &cfg.tokenizer_dir,
         &out,

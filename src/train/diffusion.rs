@@ -100,8 +100,8 @@ pub struct StageReport {
     pub seconds: f64,
 }
 
-/// A trainer's view of a `VarMap` checkpoint on disk.
-fn checkpoint_paths(work_dir: &Path, stage: &str) -> (PathBuf, PathBuf) {
+/// A trainer's view of a `VarMap` checkpoint on disk: the weights and the step file.
+pub fn checkpoint_paths(work_dir: &Path, stage: &str) -> (PathBuf, PathBuf) {
     (
         work_dir.join(format!("{stage}.safetensors")),
         work_dir.join(format!("{stage}.json")),
@@ -109,13 +109,35 @@ fn checkpoint_paths(work_dir: &Path, stage: &str) -> (PathBuf, PathBuf) {
 }
 
 fn save_checkpoint(varmap: &VarMap, work_dir: &Path, stage: &str, step: usize) -> Result<()> {
+    write_checkpoint(work_dir, stage, step, |tmp| Ok(varmap.save(tmp)?))
+}
+
+/// Makes a checkpoint of `stage` at `step` from a safetensors file (a finished model's).
+pub fn copy_checkpoint(weights: &Path, work_dir: &Path, stage: &str, step: usize) -> Result<()> {
+    write_checkpoint(work_dir, stage, step, |tmp| {
+        std::fs::copy(weights, tmp)
+            .with_context(|| format!("cannot copy {}", weights.display()))
+            .map(|_| ())
+    })
+}
+
+/// Writes a checkpoint's weights with `write` under a temporary name, renames them into place,
+/// then records the step: an interrupted write never leaves a half file under the real name.
+fn write_checkpoint(
+    work_dir: &Path,
+    stage: &str,
+    step: usize,
+    write: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
     std::fs::create_dir_all(work_dir)
         .with_context(|| format!("cannot create {}", work_dir.display()))?;
     let (weights, state) = checkpoint_paths(work_dir, stage);
     let tmp = weights.with_extension("safetensors.tmp");
-    varmap.save(&tmp)?;
-    std::fs::rename(&tmp, &weights)?;
-    std::fs::write(&state, serde_json::json!({ "step": step }).to_string())?;
+    write(&tmp)?;
+    std::fs::rename(&tmp, &weights)
+        .with_context(|| format!("cannot write {}", weights.display()))?;
+    std::fs::write(&state, serde_json::json!({ "step": step }).to_string())
+        .with_context(|| format!("cannot write {}", state.display()))?;
     Ok(())
 }
 
@@ -493,7 +515,7 @@ pub fn train_unet(
         let mean = encoded.set.mean.index_select(&index, 0)?;
         let std = encoded.set.std.index_select(&index, 0)?;
         let eps = noise::gaussian(rng.random(), mean.shape(), device)?;
-        let x0 = ((mean + (std * eps)?)? * encoded.scaling_factor)?;
+        let x0 = ((mean + (std * eps)?)? * encoded.fit.scaling_factor)?;
 
         let timesteps: Vec<usize> = (0..b).map(|_| rng.random_range(0..alphas.len())).collect();
         let sqrt_a: Vec<f32> = timesteps.iter().map(|&t| alphas[t].sqrt() as f32).collect();
@@ -572,20 +594,27 @@ fn epoch_order(labels: &[u8], oversample: &[(usize, usize)]) -> Vec<usize> {
 /// The training set in latent space, with the scaling that makes latents unit variance.
 pub struct EncodedLatents {
     set: EncodedSet,
-    /// Multiplies raw VAE latents to unit variance (the VAE config's `scaling_factor`).
-    pub scaling_factor: f64,
-    /// Fitted projection from (scaled) latents to RGB, for previews.
-    pub latent_rgb: LatentRgb,
+    /// The latent scaling and the preview projection.
+    pub fit: LatentFit,
 }
 
 /// The latent scaling and preview projection a run fitted, kept in its work folder so that a
 /// resumed run (or one started from a finished model) trains on the same latents.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LatentFit {
-    /// See [`EncodedLatents::scaling_factor`].
+    /// Multiplies raw VAE latents to unit variance (the VAE config's `scaling_factor`).
     pub scaling_factor: f64,
-    /// See [`EncodedLatents::latent_rgb`].
+    /// Fitted projection from (scaled) latents to RGB, for previews.
     pub latent_rgb: LatentRgb,
+}
+
+/// Saves a run's [`LatentFit`] in its work folder.
+pub fn save_latent_fit(work_dir: &Path, fit: &LatentFit) -> Result<()> {
+    std::fs::create_dir_all(work_dir)
+        .with_context(|| format!("cannot create {}", work_dir.display()))?;
+    let path = latent_fit_path(work_dir);
+    std::fs::write(&path, serde_json::to_string_pretty(fit)?)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Where a work folder keeps its [`LatentFit`].
@@ -630,8 +659,9 @@ pub fn encode_for_unet(
         latent_rgb: embedded::fit_latent_rgb(&latents, &down)?,
     };
     let path = latent_fit_path(work_dir);
-    if reuse && path.is_file() {
-        let text = std::fs::read_to_string(&path)?;
+    if reuse && path.exists() {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         fit = serde_json::from_str(&text)
             .with_context(|| format!("cannot read the latent fit in {}", path.display()))?;
         tracing::info!(
@@ -639,14 +669,9 @@ pub fn encode_for_unet(
             "latent scaling kept from the work folder"
         );
     } else {
-        std::fs::create_dir_all(work_dir)?;
-        std::fs::write(&path, serde_json::to_string_pretty(&fit)?)?;
+        save_latent_fit(work_dir, &fit)?;
     }
-    Ok(EncodedLatents {
-        set,
-        scaling_factor: fit.scaling_factor,
-        latent_rgb: fit.latent_rgb,
-    })
+    Ok(EncodedLatents { set, fit })
 }
 
 /// Mean squared error of VAE reconstructions over some test pictures (for reports).

@@ -40,8 +40,8 @@ pub fn default_batch_size(model: &DiffusionModel, params: &SamplingParams) -> us
     let cells = (h * w).max(1) as f64;
     let fits = ((BATCH_BUDGET / (weights * cells)).floor() as usize).clamp(1, MAX_BATCH);
 
-    // Whole UNet calls: the pipeline runs the UNet on exactly `unet_batch` images at a time
-    // and pads the last call, so any other size wastes work.
+    // Whole UNet calls: off the CPU the pipeline runs the UNet on exactly `unet_batch` images
+    // at a time and pads the last call, so any other size wastes work.
     let per_call = model.unet_batch.max(1);
     (fits / per_call).max(1) * per_call
 }

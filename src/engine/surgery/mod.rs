@@ -100,12 +100,7 @@ pub fn apply_edits(model: &mut DiffusionModel, edits: &[WeightEdit]) -> Result<E
         // Compute and write the rest.
         let mut modules = BTreeSet::new();
         for (name, ops) in tensors {
-            let original = store
-                .original(name)
-                .ok_or_else(|| EngineError::MissingTensor {
-                    name: name.clone(),
-                    path: store.source().to_path_buf(),
-                })?;
+            let original = store.original(name).ok_or_else(|| store.missing(name))?;
             let stats = if values::needs_stats(ops) {
                 Some(store.loaded_stats(name, Stats::of_tensor)?)
             } else {

@@ -210,12 +210,6 @@ impl<'a> PieceEdit<'a> {
 
     /// Edits piece `index` of the tensor, which holds the original values on entry.
     fn apply(&self, index: usize, piece: &mut [f32]) {
-        thread_local! {
-            // One noise buffer per thread, reused piece after piece: a fresh 256 KiB buffer per
-            // piece costs more in page faults than drawing the noise.
-            static NOISE: std::cell::RefCell<Vec<f32>> =
-                const { std::cell::RefCell::new(Vec::new()) };
-        }
         let (mean, std) = (self.mean, self.std);
         for (op, &seed) in self.ops.iter().zip(&self.seeds) {
             match *op {
@@ -225,24 +219,32 @@ impl<'a> PieceEdit<'a> {
                         *v = (f64::from(*v) * factor) as f32;
                     }
                 }
-                TensorOp::Randomize { .. } => NOISE.with_borrow_mut(|z| {
-                    z.resize(piece.len(), 0.0);
-                    noise::fill_chunk(seed, index, z);
-                    for (v, &z) in piece.iter_mut().zip(z.iter()) {
-                        *v = mean + std * z;
-                    }
-                }),
-                TensorOp::Mix { fraction, .. } => NOISE.with_borrow_mut(|z| {
-                    z.resize(piece.len(), 0.0);
-                    noise::fill_chunk(seed, index, z);
+                TensorOp::Randomize { .. } => with_noise(piece, seed, index, |_, z| mean + std * z),
+                TensorOp::Mix { fraction, .. } => {
                     let (keep, mix) = ((1.0 - fraction) as f32, fraction as f32);
-                    for (v, &z) in piece.iter_mut().zip(z.iter()) {
-                        *v = keep * *v + mix * (mean + std * z);
-                    }
-                }),
+                    with_noise(piece, seed, index, |v, z| keep * v + mix * (mean + std * z));
+                }
             }
         }
     }
+}
+
+/// Replaces each value `v` of piece `index` by `f(v, z)`, with `z` the matching value of chunk
+/// `index` of the noise stream of `seed`.
+fn with_noise(piece: &mut [f32], seed: u64, index: usize, f: impl Fn(f32, f32) -> f32) {
+    thread_local! {
+        // One noise buffer per thread, reused piece after piece: a fresh 256 KiB buffer per
+        // piece costs more in page faults than drawing the noise.
+        static NOISE: std::cell::RefCell<Vec<f32>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    NOISE.with_borrow_mut(|z| {
+        z.resize(piece.len(), 0.0);
+        noise::fill_chunk(seed, index, z);
+        for (v, &z) in piece.iter_mut().zip(z.iter()) {
+            *v = f(*v, z);
+        }
+    });
 }
 
 impl candle_core::InplaceOp2 for PieceEdit<'_> {
