@@ -44,7 +44,9 @@ impl Default for GenerateSettings {
             prompt: String::new(),
             seed: 0,
             num_steps: 20,
-            guidance_scale: 5.0,
+            // The command line's default, so a prompt typed here and `generate` with the same
+            // seed make the same picture.
+            guidance_scale: Variant::Sd15.default_guidance(),
             sampler: SamplerKind::default(),
             size: None,
             size_model: None,
