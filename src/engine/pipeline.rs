@@ -320,6 +320,10 @@ fn predict_parallel(
     Tensor::cat(&per_image, 0)
 }
 
+/// Latents of at most this many cells (16 x 16: the embedded model's, or SD's up to 128 pixels)
+/// are decoded several at once on the CPU.
+const SMALL_DECODE_CELLS: usize = 16 * 16;
+
 /// Decodes latents `[B, C, h, w]` with the VAE into pictures.
 pub fn decode(model: &DiffusionModel, latents: &Tensor) -> Result<Vec<Picture>> {
     let _span = tracing::debug_span!("decode").entered();
@@ -331,16 +335,29 @@ pub fn decode(model: &DiffusionModel, latents: &Tensor) -> Result<Vec<Picture>> 
     // larger than one (candle issue 3744).
     // Large pictures decode in overlapping tiles to bound memory (see `vae_tiling`).
     let tiled = model.vae_tiling.needs_tiles(h, w);
-    let images = (0..batch)
-        .map(|b| {
-            let latent = scaled.narrow(0, b, 1)?;
-            if tiled {
-                decode_tiled(&model.vae, &latent, model.vae_downscale, model.vae_tiling)
-            } else {
-                model.vae.decode(&latent)?.to_device(&Device::Cpu)
-            }
+    let decode_one = |b: usize| {
+        let latent = scaled.narrow(0, b, 1)?;
+        if tiled {
+            decode_tiled(&model.vae, &latent, model.vae_downscale, model.vae_tiling)
+        } else {
+            model.vae.decode(&latent)?.to_device(&Device::Cpu)
+        }
+    };
+    // Small pictures on the CPU decode side by side, as UNet calls run (see `predict`); large
+    // ones one after the other, so that memory holds one decode's activations at a time.
+    let side_by_side = model.device.is_cpu() && !tiled && h * w <= SMALL_DECODE_CELLS;
+    let parts = if side_by_side {
+        use rayon::prelude::*;
+        candle_core::utils::with_threadpool(|| {
+            (0..batch)
+                .into_par_iter()
+                .map(decode_one)
+                .collect::<candle_core::Result<Vec<_>>>()
         })
-        .collect::<candle_core::Result<Vec<_>>>()
+    } else {
+        (0..batch).map(decode_one).collect()
+    };
+    let images = parts
         .and_then(|parts| Tensor::cat(&parts, 0))
         .stage("vae decode")?;
     let values = images
