@@ -17,6 +17,11 @@ use super::tiles::Tile;
 use super::view::{PlaneView, format_tick, ticks};
 use crate::navigator::island::{ISLAND_THRESHOLD, Segment};
 
+/// Room a u tick label needs to the right of its line, and the height of the row of u labels
+/// along the bottom edge, in screen points.
+const TICK_LABEL_ROOM: f32 = 28.0;
+const TICK_LABEL_HEIGHT: f32 = 16.0;
+
 /// Screen points per tick, roughly: ticks are not drawn closer than this.
 const TICK_SPACING: f32 = 70.0;
 
@@ -147,13 +152,16 @@ pub fn plane_canvas_ui(
             [Pos2::new(x, rect.top()), Pos2::new(x, rect.bottom())],
             stroke,
         );
-        painter.text(
-            Pos2::new(x + 2.0, rect.bottom() - 2.0),
-            Align2::LEFT_BOTTOM,
-            format_tick(u, u_step),
-            font.clone(),
-            visuals.text_color(),
-        );
+        // A label that would run past the right edge is left out rather than clipped.
+        if x + TICK_LABEL_ROOM <= rect.right() {
+            painter.text(
+                Pos2::new(x + 2.0, rect.bottom() - 2.0),
+                Align2::LEFT_BOTTOM,
+                format_tick(u, u_step),
+                font.clone(),
+                visuals.text_color(),
+            );
+        }
     }
     let (v_step, v_ticks) = ticks(v_lo, v_hi, (rect.height() / TICK_SPACING) as usize);
     for v in v_ticks {
@@ -163,13 +171,16 @@ pub fn plane_canvas_ui(
             [Pos2::new(rect.left(), y), Pos2::new(rect.right(), y)],
             stroke,
         );
-        painter.text(
-            Pos2::new(rect.left() + 2.0, y - 2.0),
-            Align2::LEFT_BOTTOM,
-            format_tick(v, v_step),
-            font.clone(),
-            visuals.text_color(),
-        );
+        // The bottom row belongs to the u labels.
+        if y <= rect.bottom() - TICK_LABEL_HEIGHT {
+            painter.text(
+                Pos2::new(rect.left() + 2.0, y - 2.0),
+                Align2::LEFT_BOTTOM,
+                format_tick(v, v_step),
+                font.clone(),
+                visuals.text_color(),
+            );
+        }
     }
 
     // Tiles on their way, then the tiles, then the island over them.
