@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod cpu_unet;
 pub mod device;
 pub mod diffusers;
 pub mod error;

@@ -15,6 +15,7 @@ use candle_transformers::models::stable_diffusion::vae::AutoEncoderKL;
 use serde::{Deserialize, Serialize};
 
 use super::config::{UNetJson, VaeJson};
+use super::cpu_unet::CpuUNet;
 use super::error::{CandleContext, EngineError, Result};
 use super::preview::LatentRgb;
 use super::scheduler::ScheduleConfig;
@@ -86,6 +87,9 @@ pub struct DiffusionModel {
     pub text_encoder: TextEncoder,
     /// The denoiser.
     pub unet: UNet2DConditionModel,
+    /// The same denoiser computed without candle, for small latents on the CPU (see
+    /// `cpu_unet`); `None` off the CPU or for configs it does not follow.
+    pub cpu_unet: Option<CpuUNet>,
     /// The autoencoder.
     pub vae: AutoEncoderKL,
     /// The noise schedule the UNet was trained with.
@@ -254,6 +258,13 @@ impl DiffusionModel {
             &text_json,
             &text_encoder_path,
         )?;
+        // INTERCONCEPT_UNET=candle keeps every call in candle's module, for comparisons.
+        let candle_only = std::env::var("INTERCONCEPT_UNET").is_ok_and(|v| v == "candle");
+        let cpu_unet = if device.is_cpu() && !candle_only {
+            CpuUNet::new(&unet_cfg, unet_json.out_channels)
+        } else {
+            None
+        };
         let unet = UNet2DConditionModel::new(
             unet_store.var_builder(dtype, device),
             unet_json.in_channels,
@@ -284,6 +295,7 @@ impl DiffusionModel {
             tokenizer,
             text_encoder,
             unet,
+            cpu_unet,
             vae,
             schedule,
             vae_scaling_factor: vae_json.scaling_factor,

@@ -7,8 +7,9 @@
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::cpu_unet::{Context, CpuUNet, Weights};
 use super::error::{CandleContext, EngineError, Result};
-use super::model::DiffusionModel;
+use super::model::{Component, DiffusionModel};
 use super::noise;
 use super::preview::to_u8;
 use super::scheduler::{Sampler, SamplerKind};
@@ -171,18 +172,22 @@ pub fn denoise(
         None
     };
 
+    let own = OwnUNet::for_run(model, conditioning, empty.as_ref(), (h, w))?;
     let mut latents = (initial * sampler.init_noise_sigma()).stage("denoise")?;
     for (index, &timestep) in sampler.timesteps().iter().enumerate() {
         let input = sampler.scale_model_input(&latents, index)?;
-        let output = predict(
-            model,
-            &input,
-            timestep,
-            conditioning,
-            empty.as_ref(),
-            params.guidance_scale,
-        )
-        .stage("unet")?;
+        let output = match &own {
+            Some(own) => own.predict(&input, timestep, params.guidance_scale)?,
+            None => predict(
+                model,
+                &input,
+                timestep,
+                conditioning,
+                empty.as_ref(),
+                params.guidance_scale,
+            )
+            .stage("unet")?,
+        };
 
         let step_noise = if sampler.needs_step_noise(index) {
             let per_image = seeds
@@ -211,7 +216,8 @@ pub fn denoise(
     Ok(latents)
 }
 
-/// The guided UNet output for a batch.
+/// The guided UNet output for a batch, from candle's module (small latents on the CPU go
+/// through [`OwnUNet`] instead).
 ///
 /// candle's CPU matmul sums in an order that depends on the number of rows, and the UNet's
 /// timestep MLPs run on `[batch, channels]`, so the same image would come out with different
@@ -272,6 +278,78 @@ fn predict(
         outputs.push(output.narrow(0, 0, n)?);
     }
     Tensor::cat(&outputs, 0)
+}
+
+/// A run's UNet calls through [`CpuUNet`]: its weights as they are for this run, and every
+/// conditioning with its cross-attention keys and values computed once.
+struct OwnUNet<'a> {
+    unet: &'a CpuUNet,
+    weights: Weights,
+    /// The empty prompt's, when guidance runs.
+    empty: Option<Context>,
+    /// One per image.
+    contexts: Vec<Context>,
+}
+
+impl<'a> OwnUNet<'a> {
+    /// The CPU UNet for a run when the model has one and the latent is small enough for it.
+    fn for_run(
+        model: &'a DiffusionModel,
+        conditioning: &Tensor,
+        empty: Option<&Tensor>,
+        (h, w): (usize, usize),
+    ) -> Result<Option<Self>> {
+        let Some(unet) = model.cpu_unet.as_ref().filter(|u| u.takes(h, w)) else {
+            return Ok(None);
+        };
+        let weights = Weights::snapshot(model.store(Component::Unet))?;
+        let empty = empty.map(|e| unet.prepare(&weights, e)).transpose()?;
+        let contexts = (0..conditioning.dim(0).stage("unet context")?)
+            .map(|image| {
+                let one = conditioning.narrow(0, image, 1).stage("unet context")?;
+                unet.prepare(&weights, &one)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(Self {
+            unet,
+            weights,
+            empty,
+            contexts,
+        }))
+    }
+
+    /// The guided prediction for a batch: one call per image and branch, side by side on
+    /// candle's thread pool, as [`predict_parallel`] runs candle's module.
+    fn predict(&self, latents: &Tensor, timestep: f64, guidance_scale: f64) -> Result<Tensor> {
+        use rayon::prelude::*;
+
+        let batch = self.contexts.len();
+        let branches = if self.empty.is_some() { 2 } else { 1 };
+        let call = |task: usize| -> Result<Tensor> {
+            let (image, branch) = (task / branches, task % branches);
+            let xs = latents.narrow(0, image, 1).stage("unet")?;
+            let context = match &self.empty {
+                Some(empty) if branch == 0 => empty,
+                _ => &self.contexts[image],
+            };
+            self.unet.forward(&self.weights, &xs, timestep, context)
+        };
+        let outputs = candle_core::utils::with_threadpool(|| {
+            (0..batch * branches)
+                .into_par_iter()
+                .map(call)
+                .collect::<Result<Vec<_>>>()
+        })?;
+        let per_image = match self.empty {
+            Some(_) => outputs
+                .chunks(2)
+                .map(|pair| guide(&pair[0], pair[1].clone(), guidance_scale))
+                .collect::<candle_core::Result<Vec<_>>>()
+                .stage("guidance")?,
+            None => outputs,
+        };
+        Tensor::cat(&per_image, 0).stage("unet")
+    }
 }
 
 /// Classifier-free guidance: the unconditional prediction pushed toward the conditional one.

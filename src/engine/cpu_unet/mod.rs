@@ -1,0 +1,630 @@
+//! The UNet of small models, run on the CPU without candle's per-operation costs.
+//!
+//! The embedded model's UNet works on 8 x 8 latents with 64 channels. At that size candle
+//! spends most of a call outside arithmetic: allocating and zeroing a fresh buffer per
+//! operation, unfolding convolutions, dispatching some three hundred small operations, and
+//! computing GELU with the library `tanh`. This module computes the same network,
+//! candle-transformers' `UNet2DConditionModel` for the same config, read from the same
+//! weights, in plain loops over token-major slices (see `kernels`), one picture per call.
+//!
+//! Each denoising run takes a [`Weights`] snapshot of the UNet's tensors after the run's
+//! weight edits, so knockouts and noise act here exactly as in candle's module, and a
+//! [`Context`] per conditioning, whose cross-attention keys and values are computed once per
+//! run instead of once per step. Results agree with candle's module to float rounding (see
+//! the tests); they are the same bytes run after run and alone or in a batch, because every
+//! call sees one picture and a fixed order of sums.
+
+mod kernels;
+
+use std::collections::HashMap;
+
+use candle_core::Tensor;
+use candle_transformers::models::stable_diffusion::unet_2d::UNet2DConditionModelConfig;
+
+use super::error::{CandleContext, EngineError, Result};
+use super::weights::WeightStore;
+use kernels::{Grid, Mat};
+
+/// Latents up to this many cells per picture go through this UNet (16 x 16: the embedded
+/// model's 8 x 8 and SD's up to 128 pixels); larger ones stay with candle, whose convolutions
+/// and matrix products are then large enough to run well.
+pub const MAX_CELLS: usize = 16 * 16;
+
+/// The network's shape, taken from the same config candle's module is built from.
+#[derive(Debug, Clone)]
+pub struct CpuUNet {
+    config: UNet2DConditionModelConfig,
+    out_channels: usize,
+}
+
+/// Resnets inside candle-transformers' down and up blocks normalise over 32 groups whatever
+/// the config says (only the mid block's follow `norm_num_groups`).
+const BLOCK_RESNET_GROUPS: usize = 32;
+
+/// The UNet's weights as plain values, read once per denoising run.
+pub struct Weights {
+    values: HashMap<String, Vec<f32>>,
+}
+
+impl Weights {
+    /// Copies every tensor of the store (with its current edits) into plain `f32` values.
+    pub fn snapshot(store: &WeightStore) -> Result<Self> {
+        let mut values = HashMap::new();
+        for name in store.names() {
+            let tensor = store.get(name).ok_or_else(|| store.missing(name))?;
+            let flat = tensor
+                .to_dtype(candle_core::DType::F32)
+                .and_then(|t| t.flatten_all())
+                .and_then(|t| t.to_vec1::<f32>())
+                .stage("unet weights")?;
+            values.insert(name.to_string(), flat);
+        }
+        Ok(Self { values })
+    }
+
+    fn get(&self, name: &str) -> Result<&[f32]> {
+        self.values
+            .get(name)
+            .map(Vec::as_slice)
+            .ok_or_else(|| EngineError::InvalidRequest(format!("UNet tensor {name} is missing")))
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.values.contains_key(name)
+    }
+}
+
+/// One conditioning prepared for a run: the keys and values of every cross-attention.
+pub struct Context {
+    /// Keys and values, `[tokens, inner]` each, by the attention's weight prefix.
+    keys_values: HashMap<String, (Vec<f32>, Vec<f32>)>,
+    tokens: usize,
+}
+
+impl CpuUNet {
+    /// The CPU UNet for a config, or `None` for options it does not compute (which then stay
+    /// with candle's module).
+    pub fn new(config: &UNet2DConditionModelConfig, out_channels: usize) -> Option<Self> {
+        let supported = !config.center_input_sample
+            && config.downsample_padding == 1
+            && !config.blocks.is_empty();
+        supported.then(|| Self {
+            config: config.clone(),
+            out_channels,
+        })
+    }
+
+    /// Whether a latent of `height x width` cells goes through this UNet.
+    pub fn takes(&self, height: usize, width: usize) -> bool {
+        let multiple = 1 << (self.config.blocks.len() - 1);
+        height * width <= MAX_CELLS
+            && height.is_multiple_of(multiple)
+            && width.is_multiple_of(multiple)
+    }
+
+    /// Computes the cross-attention keys and values of a conditioning `[1, tokens, dim]`.
+    pub fn prepare(&self, weights: &Weights, conditioning: &Tensor) -> Result<Context> {
+        let (_, tokens, dim) = conditioning.dims3().stage("unet context")?;
+        let values = conditioning
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .stage("unet context")?;
+        let mut keys_values = HashMap::new();
+        for prefix in self.attention_prefixes() {
+            for depth in 0..self.depth(&prefix) {
+                let attn = format!("{prefix}.transformer_blocks.{depth}.attn2");
+                let to_k = weights.get(&format!("{attn}.to_k.weight"))?;
+                let to_v = weights.get(&format!("{attn}.to_v.weight"))?;
+                let inner = to_k.len() / dim;
+                let keys = kernels::linear(&values, tokens, to_k, None, inner);
+                let vals = kernels::linear(&values, tokens, to_v, None, inner);
+                keys_values.insert(attn, (keys, vals));
+            }
+        }
+        Ok(Context {
+            keys_values,
+            tokens,
+        })
+    }
+
+    /// The UNet's prediction for one latent `[1, C, h, w]` at `timestep`, as `[1, C, h, w]`.
+    pub fn forward(
+        &self,
+        weights: &Weights,
+        latent: &Tensor,
+        timestep: f64,
+        context: &Context,
+    ) -> Result<Tensor> {
+        let (_, channels, height, width) = latent.dims4().stage("unet")?;
+        let grid = Grid { height, width };
+        let planar = latent
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .stage("unet")?;
+        let xs = to_tokens(&planar, channels, grid.cells());
+        let run = Run {
+            unet: self,
+            weights,
+            context,
+            temb: self.time_embedding(weights, timestep)?,
+        };
+        let out = run.network(&xs, grid, channels)?;
+        let planar = to_planes(&out, self.out_channels, grid.cells());
+        Tensor::from_vec(
+            planar,
+            (1, self.out_channels, height, width),
+            latent.device(),
+        )
+        .stage("unet")
+    }
+
+    /// Every spatial transformer's weight prefix, in network order.
+    fn attention_prefixes(&self) -> Vec<String> {
+        let blocks = &self.config.blocks;
+        let mut prefixes = Vec::new();
+        for (i, block) in blocks.iter().enumerate() {
+            if block.use_cross_attn.is_some() {
+                for j in 0..self.config.layers_per_block {
+                    prefixes.push(format!("down_blocks.{i}.attentions.{j}"));
+                }
+            }
+        }
+        prefixes.push("mid_block.attentions.0".to_string());
+        for (i, block) in blocks.iter().rev().enumerate() {
+            if block.use_cross_attn.is_some() {
+                for j in 0..=self.config.layers_per_block {
+                    prefixes.push(format!("up_blocks.{i}.attentions.{j}"));
+                }
+            }
+        }
+        prefixes
+    }
+
+    /// Transformer blocks in the spatial transformer at `prefix`.
+    fn depth(&self, prefix: &str) -> usize {
+        let blocks = &self.config.blocks;
+        let block = if let Some(rest) = prefix.strip_prefix("down_blocks.") {
+            rest.split('.')
+                .next()
+                .and_then(|i| i.parse().ok())
+                .map(|i: usize| &blocks[i])
+        } else if let Some(rest) = prefix.strip_prefix("up_blocks.") {
+            rest.split('.')
+                .next()
+                .and_then(|i| i.parse().ok())
+                .map(|i: usize| &blocks[blocks.len() - 1 - i])
+        } else {
+            blocks.last()
+        };
+        block.and_then(|b| b.use_cross_attn).unwrap_or(1)
+    }
+
+    /// The timestep's sinusoidal embedding through the time MLP, then SiLU (every resnet
+    /// takes it after SiLU).
+    fn time_embedding(&self, weights: &Weights, timestep: f64) -> Result<Vec<f32>> {
+        let channels = self.config.blocks[0].out_channels;
+        let half = channels / 2;
+        let shift = self.config.freq_shift;
+        let t = timestep as f32;
+        let angles: Vec<f32> = (0..half)
+            .map(|i| {
+                let exponent = i as f32 * -(10000f64.ln() as f32) / (half as f64 - shift) as f32;
+                t * exponent.exp()
+            })
+            .collect();
+        let (cos, sin) = (
+            angles.iter().map(|a| a.cos()),
+            angles.iter().map(|a| a.sin()),
+        );
+        let mut emb: Vec<f32> = if self.config.flip_sin_to_cos {
+            cos.chain(sin).collect()
+        } else {
+            sin.chain(cos).collect()
+        };
+        emb.resize(channels, 0.0);
+
+        let w1 = weights.get("time_embedding.linear_1.weight")?;
+        let b1 = weights.get("time_embedding.linear_1.bias")?;
+        let mut hidden = kernels::linear(&emb, 1, w1, Some(b1), b1.len());
+        kernels::silu_in_place(&mut hidden);
+        let w2 = weights.get("time_embedding.linear_2.weight")?;
+        let b2 = weights.get("time_embedding.linear_2.bias")?;
+        let mut temb = kernels::linear(&hidden, 1, w2, Some(b2), b2.len());
+        kernels::silu_in_place(&mut temb);
+        Ok(temb)
+    }
+}
+
+/// `[C, cells]` planes to `[cells, C]` rows.
+fn to_tokens(planar: &[f32], channels: usize, cells: usize) -> Vec<f32> {
+    let mut rows = vec![0.0; planar.len()];
+    for (c, plane) in planar.chunks_exact(cells).enumerate() {
+        for (cell, v) in plane.iter().enumerate() {
+            rows[cell * channels + c] = *v;
+        }
+    }
+    rows
+}
+
+/// `[cells, C]` rows to `[C, cells]` planes.
+fn to_planes(rows: &[f32], channels: usize, cells: usize) -> Vec<f32> {
+    let mut planar = vec![0.0; rows.len()];
+    for (cell, row) in rows.chunks_exact(channels).enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            planar[c * cells + cell] = *v;
+        }
+    }
+    planar
+}
+
+/// One UNet call: the network, its weights, the conditioning and the time embedding.
+struct Run<'a> {
+    unet: &'a CpuUNet,
+    weights: &'a Weights,
+    context: &'a Context,
+    temb: Vec<f32>,
+}
+
+/// Activations between layers: token-major values, their grid and channel count.
+#[derive(Clone)]
+struct Activation {
+    values: Vec<f32>,
+    grid: Grid,
+    channels: usize,
+}
+
+impl Run<'_> {
+    fn w(&self, name: &str) -> Result<&[f32]> {
+        self.weights.get(name)
+    }
+
+    /// conv_in, down blocks, mid block, up blocks, output head.
+    fn network(&self, xs: &[f32], grid: Grid, channels: usize) -> Result<Vec<f32>> {
+        let config = &self.unet.config;
+        let blocks = &config.blocks;
+        let mut xs = self.conv(
+            "conv_in",
+            &Activation {
+                values: xs.to_vec(),
+                grid,
+                channels,
+            },
+            1,
+        )?;
+
+        // 1. Down: every resnet (and its transformer) leaves a skip, as does every downsampler.
+        let mut skips = vec![xs.clone()];
+        for (i, block) in blocks.iter().enumerate() {
+            for j in 0..config.layers_per_block {
+                xs = self.resnet(&format!("down_blocks.{i}.resnets.{j}"), &xs, false)?;
+                if block.use_cross_attn.is_some() {
+                    let prefix = format!("down_blocks.{i}.attentions.{j}");
+                    xs = self.transformer(&prefix, &xs, block.attention_head_dim)?;
+                }
+                skips.push(xs.clone());
+            }
+            if i + 1 < blocks.len() {
+                xs = self.conv(&format!("down_blocks.{i}.downsamplers.0.conv"), &xs, 2)?;
+                skips.push(xs.clone());
+            }
+        }
+
+        // 2. Mid: resnet, transformer, resnet, over the last block's heads.
+        let last = blocks[blocks.len() - 1];
+        xs = self.resnet("mid_block.resnets.0", &xs, true)?;
+        xs = self.transformer("mid_block.attentions.0", &xs, last.attention_head_dim)?;
+        xs = self.resnet("mid_block.resnets.1", &xs, true)?;
+
+        // 3. Up: each resnet takes the latest skip beside the activation.
+        for (i, block) in blocks.iter().rev().enumerate() {
+            for j in 0..=config.layers_per_block {
+                let skip = skips
+                    .pop()
+                    .ok_or_else(|| EngineError::InvalidRequest("UNet skips ran out".to_string()))?;
+                xs = concat_channels(&xs, &skip);
+                xs = self.resnet(&format!("up_blocks.{i}.resnets.{j}"), &xs, false)?;
+                if block.use_cross_attn.is_some() {
+                    let prefix = format!("up_blocks.{i}.attentions.{j}");
+                    xs = self.transformer(&prefix, &xs, block.attention_head_dim)?;
+                }
+            }
+            if i + 1 < blocks.len() {
+                let (values, grid) = kernels::upsample2(&xs.values, xs.grid, xs.channels);
+                xs = Activation {
+                    values,
+                    grid,
+                    channels: xs.channels,
+                };
+                xs = self.conv(&format!("up_blocks.{i}.upsamplers.0.conv"), &xs, 1)?;
+            }
+        }
+
+        // 4. Output head.
+        let normed = kernels::group_norm(
+            &xs.values,
+            xs.channels,
+            config.norm_num_groups,
+            config.norm_eps,
+            self.w("conv_norm_out.weight")?,
+            self.w("conv_norm_out.bias")?,
+            true,
+        );
+        let out = self.conv(
+            "conv_out",
+            &Activation {
+                values: normed,
+                ..xs
+            },
+            1,
+        )?;
+        Ok(out.values)
+    }
+
+    /// A 3x3 convolution with padding 1.
+    fn conv(&self, prefix: &str, xs: &Activation, stride: usize) -> Result<Activation> {
+        let bias = self.w(&format!("{prefix}.bias"))?;
+        let (values, grid) = kernels::conv3x3(
+            &xs.values,
+            xs.grid,
+            xs.channels,
+            self.w(&format!("{prefix}.weight"))?,
+            bias,
+            stride,
+        );
+        Ok(Activation {
+            values,
+            grid,
+            channels: bias.len(),
+        })
+    }
+
+    /// A resnet block: norm, SiLU, conv, plus the time embedding, norm, SiLU, conv, plus the
+    /// shortcut. Mid-block resnets use the config's groups and output scale.
+    fn resnet(&self, prefix: &str, xs: &Activation, mid: bool) -> Result<Activation> {
+        let config = &self.unet.config;
+        let (groups, scale) = if mid {
+            (config.norm_num_groups, config.mid_block_scale_factor)
+        } else {
+            (BLOCK_RESNET_GROUPS, 1.0)
+        };
+        let norm = |name: &str, xs: &Activation| -> Result<Vec<f32>> {
+            Ok(kernels::group_norm(
+                &xs.values,
+                xs.channels,
+                groups,
+                config.norm_eps,
+                self.w(&format!("{prefix}.{name}.weight"))?,
+                self.w(&format!("{prefix}.{name}.bias"))?,
+                true,
+            ))
+        };
+
+        let hidden = Activation {
+            values: norm("norm1", xs)?,
+            ..xs.clone()
+        };
+        let mut hidden = self.conv(&format!("{prefix}.conv1"), &hidden, 1)?;
+        let time_bias = kernels::linear(
+            &self.temb,
+            1,
+            self.w(&format!("{prefix}.time_emb_proj.weight"))?,
+            Some(self.w(&format!("{prefix}.time_emb_proj.bias"))?),
+            hidden.channels,
+        );
+        for row in hidden.values.chunks_exact_mut(hidden.channels) {
+            kernels::add_in_place(row, &time_bias);
+        }
+        hidden.values = norm("norm2", &hidden)?;
+        let mut out = self.conv(&format!("{prefix}.conv2"), &hidden, 1)?;
+
+        let shortcut = format!("{prefix}.conv_shortcut");
+        if self.weights.has(&format!("{shortcut}.weight")) {
+            let projected = kernels::linear(
+                &xs.values,
+                xs.grid.cells(),
+                self.w(&format!("{shortcut}.weight"))?,
+                Some(self.w(&format!("{shortcut}.bias"))?),
+                out.channels,
+            );
+            kernels::add_in_place(&mut out.values, &projected);
+        } else {
+            kernels::add_in_place(&mut out.values, &xs.values);
+        }
+        if scale != 1.0 {
+            let inv = scale as f32;
+            out.values.iter_mut().for_each(|v| *v /= inv);
+        }
+        Ok(out)
+    }
+
+    /// A spatial transformer: group norm, projection in, transformer blocks, projection out,
+    /// plus the input.
+    fn transformer(&self, prefix: &str, xs: &Activation, heads: usize) -> Result<Activation> {
+        let cells = xs.grid.cells();
+        let normed = kernels::group_norm(
+            &xs.values,
+            xs.channels,
+            self.unet.config.norm_num_groups,
+            1e-6,
+            self.w(&format!("{prefix}.norm.weight"))?,
+            self.w(&format!("{prefix}.norm.bias"))?,
+            false,
+        );
+        let proj_in_bias = self.w(&format!("{prefix}.proj_in.bias"))?;
+        let inner = proj_in_bias.len();
+        let mut hidden = kernels::linear(
+            &normed,
+            cells,
+            self.w(&format!("{prefix}.proj_in.weight"))?,
+            Some(proj_in_bias),
+            inner,
+        );
+        for depth in 0..self.unet.depth(prefix) {
+            let block = format!("{prefix}.transformer_blocks.{depth}");
+            self.transformer_block(&block, &mut hidden, cells, inner, heads)?;
+        }
+        let mut out = kernels::linear(
+            &hidden,
+            cells,
+            self.w(&format!("{prefix}.proj_out.weight"))?,
+            Some(self.w(&format!("{prefix}.proj_out.bias"))?),
+            xs.channels,
+        );
+        kernels::add_in_place(&mut out, &xs.values);
+        Ok(Activation {
+            values: out,
+            ..xs.clone()
+        })
+    }
+
+    /// Self-attention, cross-attention and the GEGLU feed-forward, each after a layer norm and
+    /// added to the stream.
+    fn transformer_block(
+        &self,
+        block: &str,
+        hidden: &mut [f32],
+        cells: usize,
+        dim: usize,
+        heads: usize,
+    ) -> Result<()> {
+        let norm = |name: &str, xs: &[f32]| -> Result<Vec<f32>> {
+            Ok(kernels::layer_norm(
+                xs,
+                dim,
+                self.w(&format!("{block}.{name}.weight"))?,
+                self.w(&format!("{block}.{name}.bias"))?,
+            ))
+        };
+
+        // Self-attention.
+        let normed = norm("norm1", hidden)?;
+        let attn = format!("{block}.attn1");
+        let keys = kernels::linear(
+            &normed,
+            cells,
+            self.w(&format!("{attn}.to_k.weight"))?,
+            None,
+            dim,
+        );
+        let vals = kernels::linear(
+            &normed,
+            cells,
+            self.w(&format!("{attn}.to_v.weight"))?,
+            None,
+            dim,
+        );
+        let out = self.attention(&attn, &normed, cells, (&keys, &vals, cells), heads)?;
+        kernels::add_in_place(hidden, &out);
+
+        // Cross-attention over the prepared conditioning.
+        let normed = norm("norm2", hidden)?;
+        let attn = format!("{block}.attn2");
+        let (keys, vals) = self.context.keys_values.get(&attn).ok_or_else(|| {
+            EngineError::InvalidRequest(format!("no prepared conditioning for {attn}"))
+        })?;
+        let tokens = self.context.tokens;
+        let out = self.attention(&attn, &normed, cells, (keys, vals, tokens), heads)?;
+        kernels::add_in_place(hidden, &out);
+
+        // Feed-forward.
+        let normed = norm("norm3", hidden)?;
+        let proj_bias = self.w(&format!("{block}.ff.net.0.proj.bias"))?;
+        let gated = kernels::linear(
+            &normed,
+            cells,
+            self.w(&format!("{block}.ff.net.0.proj.weight"))?,
+            Some(proj_bias),
+            proj_bias.len(),
+        );
+        let inner = proj_bias.len() / 2;
+        let activated = kernels::geglu(&gated, inner);
+        let out = kernels::linear(
+            &activated,
+            cells,
+            self.w(&format!("{block}.ff.net.2.weight"))?,
+            Some(self.w(&format!("{block}.ff.net.2.bias"))?),
+            dim,
+        );
+        kernels::add_in_place(hidden, &out);
+        Ok(())
+    }
+
+    /// Multi-head attention of `normed` queries over `(keys, values, tokens)`, through the
+    /// output projection.
+    fn attention(
+        &self,
+        attn: &str,
+        normed: &[f32],
+        cells: usize,
+        (keys, values, tokens): (&[f32], &[f32], usize),
+        heads: usize,
+    ) -> Result<Vec<f32>> {
+        let to_q = self.w(&format!("{attn}.to_q.weight"))?;
+        let inner = to_q.len() / (normed.len() / cells);
+        let head_dim = inner / heads;
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        let mut queries = kernels::linear(normed, cells, to_q, None, inner);
+        queries.iter_mut().for_each(|q| *q *= scale);
+
+        let mut mixed = vec![0.0; cells * inner];
+        let mut scores = vec![0.0; cells * tokens];
+        for head in 0..heads {
+            let offset = head * head_dim;
+            let q = Mat {
+                data: &queries[offset..],
+                rows: cells,
+                cols: head_dim,
+                row_stride: inner,
+                col_stride: 1,
+            };
+            let k = Mat {
+                data: &keys[offset..],
+                rows: head_dim,
+                cols: tokens,
+                row_stride: 1,
+                col_stride: inner,
+            };
+            kernels::matmul(&mut scores, tokens, q, k, false);
+            kernels::softmax_rows(&mut scores, tokens);
+            let v = Mat {
+                data: &values[offset..],
+                rows: tokens,
+                cols: head_dim,
+                row_stride: inner,
+                col_stride: 1,
+            };
+            let p = Mat::rows(&scores, cells, tokens);
+            kernels::matmul(&mut mixed[offset..], inner, p, v, false);
+        }
+        let to_out_bias = self.w(&format!("{attn}.to_out.0.bias"))?;
+        Ok(kernels::linear(
+            &mixed,
+            cells,
+            self.w(&format!("{attn}.to_out.0.weight"))?,
+            Some(to_out_bias),
+            to_out_bias.len(),
+        ))
+    }
+}
+
+/// `[xs | skip]` along channels, cell by cell.
+fn concat_channels(xs: &Activation, skip: &Activation) -> Activation {
+    let channels = xs.channels + skip.channels;
+    let mut values = Vec::with_capacity(xs.grid.cells() * channels);
+    for (a, b) in xs
+        .values
+        .chunks_exact(xs.channels)
+        .zip(skip.values.chunks_exact(skip.channels))
+    {
+        values.extend_from_slice(a);
+        values.extend_from_slice(b);
+    }
+    Activation {
+        values,
+        grid: xs.grid,
+        channels,
+    }
+}
+
+#[cfg(test)]
+mod tests;

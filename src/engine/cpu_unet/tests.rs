@@ -1,0 +1,186 @@
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use candle_transformers::models::stable_diffusion::unet_2d::{
+    BlockConfig, UNet2DConditionModel, UNet2DConditionModelConfig,
+};
+
+use super::{CpuUNet, Weights};
+use crate::engine::model::{Component, DiffusionModel, embedded_model_dir};
+use crate::engine::noise::{gaussian, gaussian_vec};
+use crate::engine::weights::WeightStore;
+
+/// Largest difference between two tensors, relative to the largest value of the reference.
+fn relative_gap(ours: &Tensor, reference: &Tensor) -> f32 {
+    let a = ours.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let b = reference.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let gap = a
+        .iter()
+        .zip(&b)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    gap / scale
+}
+
+/// Runs both UNets on the same latent and conditioning and returns the relative gap.
+fn compare(
+    cpu: &CpuUNet,
+    candle: &UNet2DConditionModel,
+    store: &WeightStore,
+    latent: &Tensor,
+    conditioning: &Tensor,
+    timestep: f64,
+) -> f32 {
+    let weights = Weights::snapshot(store).unwrap();
+    let context = cpu.prepare(&weights, conditioning).unwrap();
+    let ours = cpu.forward(&weights, latent, timestep, &context).unwrap();
+    let reference = candle.forward(latent, timestep, conditioning).unwrap();
+    assert_eq!(ours.dims(), reference.dims());
+    relative_gap(&ours, &reference)
+}
+
+#[test]
+fn embedded_unet_matches_candles() {
+    let mut model = DiffusionModel::load(&embedded_model_dir(), &Device::Cpu).unwrap();
+    let cpu = model
+        .cpu_unet
+        .clone()
+        .expect("the embedded UNet runs on the CPU path");
+    let latent = gaussian(3, (1, 4, 8, 8), &Device::Cpu).unwrap();
+    let (conditioning, _) = model.encode_prompts(&["a red sneaker"]).unwrap();
+    for timestep in [999.0, 500.0, 1.0] {
+        let gap = compare(
+            &cpu,
+            &model.unet,
+            model.store(Component::Unet),
+            &latent,
+            &conditioning,
+            timestep,
+        );
+        assert!(gap < 1e-4, "t={timestep}: relative gap {gap}");
+    }
+
+    // An edit written into the store is seen by the next snapshot, as by candle's module.
+    let name = "down_blocks.0.resnets.0.conv1.weight";
+    let weight = model.store(Component::Unet).get(name).unwrap();
+    let zeros = weight.zeros_like().unwrap();
+    model.store_mut(Component::Unet).set(name, &zeros).unwrap();
+    let gap = compare(
+        &cpu,
+        &model.unet,
+        model.store(Component::Unet),
+        &latent,
+        &conditioning,
+        500.0,
+    );
+    assert!(gap < 1e-4, "after a knockout: relative gap {gap}");
+}
+
+/// A random UNet with every option the CPU path follows: a block without attention, a
+/// resnet shortcut, two transformer blocks per transformer, a mid-block output scale,
+/// unflipped embeddings with a frequency shift.
+fn random_unet(linear_projection: bool) -> (UNet2DConditionModelConfig, WeightStore) {
+    let config = UNet2DConditionModelConfig {
+        blocks: vec![
+            BlockConfig {
+                out_channels: 32,
+                use_cross_attn: Some(2),
+                attention_head_dim: 2,
+            },
+            BlockConfig {
+                out_channels: 64,
+                use_cross_attn: None,
+                attention_head_dim: 4,
+            },
+            BlockConfig {
+                out_channels: 64,
+                use_cross_attn: Some(1),
+                attention_head_dim: 4,
+            },
+        ],
+        center_input_sample: false,
+        flip_sin_to_cos: false,
+        freq_shift: 1.0,
+        layers_per_block: 2,
+        downsample_padding: 1,
+        mid_block_scale_factor: 1.5,
+        norm_num_groups: 8,
+        norm_eps: 1e-5,
+        cross_attention_dim: 16,
+        sliced_attention_size: None,
+        use_linear_projection: linear_projection,
+    };
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    UNet2DConditionModel::new(vb, 4, 4, false, config.clone()).unwrap();
+
+    // Every tensor, norms included, gets seeded random values around its initial ones.
+    let mut tensors = HashMap::new();
+    let data = varmap.data().lock().unwrap();
+    for (i, (name, var)) in data.iter().enumerate() {
+        let shape = var.shape().clone();
+        let noise = Tensor::from_vec(
+            gaussian_vec(i as u64, shape.elem_count()),
+            shape,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let value = (var.as_tensor() + (noise * 0.2).unwrap()).unwrap();
+        tensors.insert(name.clone(), value);
+    }
+    let store =
+        WeightStore::from_tensors("unet", Path::new("random"), tensors, DType::F32).unwrap();
+    (config, store)
+}
+
+#[test]
+fn random_unets_match_candles() {
+    for linear_projection in [false, true] {
+        let (config, store) = random_unet(linear_projection);
+        let candle = UNet2DConditionModel::new(
+            store.var_builder(DType::F32, &Device::Cpu),
+            4,
+            4,
+            false,
+            config.clone(),
+        )
+        .unwrap();
+        let cpu = CpuUNet::new(&config, 4).unwrap();
+        let conditioning = gaussian(5, (1, 77, 16), &Device::Cpu).unwrap();
+        for (side, seed) in [(8, 1), (4, 2), (12, 3)] {
+            assert!(cpu.takes(side, side));
+            let latent = gaussian(seed, (1, 4, side, side), &Device::Cpu).unwrap();
+            let gap = compare(&cpu, &candle, &store, &latent, &conditioning, 321.0);
+            assert!(
+                gap < 1e-4,
+                "linear projection {linear_projection}, side {side}: relative gap {gap}"
+            );
+        }
+        assert!(!cpu.takes(6, 6), "sides must halve evenly twice");
+        assert!(!cpu.takes(32, 32), "large latents stay with candle");
+    }
+}
+
+#[test]
+fn same_input_same_bytes() {
+    let (config, store) = random_unet(false);
+    let cpu = CpuUNet::new(&config, 4).unwrap();
+    let weights = Weights::snapshot(&store).unwrap();
+    let conditioning = gaussian(5, (1, 77, 16), &Device::Cpu).unwrap();
+    let context = cpu.prepare(&weights, &conditioning).unwrap();
+    let latent = gaussian(1, (1, 4, 8, 8), &Device::Cpu).unwrap();
+    let run = || {
+        cpu.forward(&weights, &latent, 10.0, &context)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    let first = run();
+    assert_eq!(first, run());
+    assert!(first.iter().all(|v| v.is_finite()));
+}
