@@ -185,8 +185,7 @@ pub fn denoise(
                 conditioning,
                 empty.as_ref(),
                 params.guidance_scale,
-            )
-            .stage("unet")?,
+            )?,
         };
 
         let step_noise = if sampler.needs_step_noise(index) {
@@ -236,7 +235,7 @@ fn predict(
     conditioning: &Tensor,
     empty: Option<&Tensor>,
     guidance_scale: f64,
-) -> candle_core::Result<Tensor> {
+) -> Result<Tensor> {
     if model.device.is_cpu() {
         return predict_parallel(
             model,
@@ -247,6 +246,26 @@ fn predict(
             guidance_scale,
         );
     }
+    predict_chunked(
+        model,
+        latents,
+        timestep,
+        conditioning,
+        empty,
+        guidance_scale,
+    )
+    .stage("unet")
+}
+
+/// [`predict`] off the CPU: calls of exactly `model.unet_batch` images.
+fn predict_chunked(
+    model: &DiffusionModel,
+    latents: &Tensor,
+    timestep: f64,
+    conditioning: &Tensor,
+    empty: Option<&Tensor>,
+    guidance_scale: f64,
+) -> candle_core::Result<Tensor> {
     let batch = latents.dim(0)?;
     let chunk = model.unet_batch.max(1);
     let pad = |xs: Tensor, n: usize| -> candle_core::Result<Tensor> {
@@ -318,37 +337,22 @@ impl<'a> OwnUNet<'a> {
         }))
     }
 
-    /// The guided prediction for a batch: one call per image and branch, side by side on
-    /// candle's thread pool, as [`predict_parallel`] runs candle's module.
+    /// The guided prediction for a batch, one call per image and branch (see [`side_by_side`]).
     fn predict(&self, latents: &Tensor, timestep: f64, guidance_scale: f64) -> Result<Tensor> {
-        use rayon::prelude::*;
-
-        let batch = self.contexts.len();
-        let branches = if self.empty.is_some() { 2 } else { 1 };
-        let call = |task: usize| -> Result<Tensor> {
-            let (image, branch) = (task / branches, task % branches);
-            let xs = latents.narrow(0, image, 1).stage("unet")?;
-            let context = match &self.empty {
-                Some(empty) if branch == 0 => empty,
-                _ => &self.contexts[image],
-            };
-            self.unet.forward(&self.weights, &xs, timestep, context)
-        };
-        let outputs = candle_core::utils::with_threadpool(|| {
-            (0..batch * branches)
-                .into_par_iter()
-                .map(call)
-                .collect::<Result<Vec<_>>>()
-        })?;
-        let per_image = match self.empty {
-            Some(_) => outputs
-                .chunks(2)
-                .map(|pair| guide(&pair[0], pair[1].clone(), guidance_scale))
-                .collect::<candle_core::Result<Vec<_>>>()
-                .stage("guidance")?,
-            None => outputs,
-        };
-        Tensor::cat(&per_image, 0).stage("unet")
+        let guided = self.empty.is_some();
+        side_by_side(
+            self.contexts.len(),
+            guided,
+            guidance_scale,
+            |image, unconditional| {
+                let xs = latents.narrow(0, image, 1).stage("unet")?;
+                let context = match &self.empty {
+                    Some(empty) if unconditional => empty,
+                    _ => &self.contexts[image],
+                };
+                self.unet.forward(&self.weights, &xs, timestep, context)
+            },
+        )
     }
 }
 
@@ -357,10 +361,8 @@ fn guide(uncond: &Tensor, cond: Tensor, guidance_scale: f64) -> candle_core::Res
     uncond + ((cond - uncond)? * guidance_scale)?
 }
 
-/// [`predict`] on the CPU: one UNet call per image and branch, the calls spread over candle's
-/// rayon pool (inside it, candle's rayon loops, its convolutions and matrix products, run in
-/// place instead of handing each operation to another thread and waiting; its element-wise
-/// operations on 64K values or more still go to its own second pool, one call at a time).
+/// [`predict`] on the CPU: one call of candle's module per image and branch (see
+/// [`side_by_side`]).
 fn predict_parallel(
     model: &DiffusionModel,
     latents: &Tensor,
@@ -368,34 +370,58 @@ fn predict_parallel(
     conditioning: &Tensor,
     empty: Option<&Tensor>,
     guidance_scale: f64,
-) -> candle_core::Result<Tensor> {
+) -> Result<Tensor> {
+    let batch = latents.dim(0).stage("unet")?;
+    side_by_side(
+        batch,
+        empty.is_some(),
+        guidance_scale,
+        |image, unconditional| {
+            let one = || -> candle_core::Result<Tensor> {
+                let xs = latents.narrow(0, image, 1)?;
+                let context = match empty {
+                    Some(empty) if unconditional => empty.clone(),
+                    _ => conditioning.narrow(0, image, 1)?,
+                };
+                model.unet.forward(&xs, timestep, &context)
+            };
+            one().stage("unet")
+        },
+    )
+}
+
+/// Runs `call(image, unconditional)` for every image of a batch and, when `guided`, both of its
+/// branches, side by side on candle's rayon pool, and combines each image's branches with
+/// classifier-free guidance.
+///
+/// Inside the pool, candle's own rayon loops (its convolutions and matrix products) run in
+/// place instead of handing each operation to another thread and waiting; its element-wise
+/// operations on 64K values or more still go to its second pool, one call at a time.
+fn side_by_side(
+    batch: usize,
+    guided: bool,
+    guidance_scale: f64,
+    call: impl Fn(usize, bool) -> Result<Tensor> + Sync,
+) -> Result<Tensor> {
     use rayon::prelude::*;
 
-    let batch = latents.dim(0)?;
-    let branches = if empty.is_some() { 2 } else { 1 };
-    let call = |task: usize| -> candle_core::Result<Tensor> {
-        let (image, branch) = (task / branches, task % branches);
-        let xs = latents.narrow(0, image, 1)?;
-        let context = match empty {
-            Some(empty) if branch == 0 => empty.clone(),
-            _ => conditioning.narrow(0, image, 1)?,
-        };
-        model.unet.forward(&xs, timestep, &context)
-    };
+    let branches = if guided { 2 } else { 1 };
     let outputs = candle_core::utils::with_threadpool(|| {
         (0..batch * branches)
             .into_par_iter()
-            .map(call)
-            .collect::<candle_core::Result<Vec<_>>>()
+            .map(|task| call(task / branches, guided && task % branches == 0))
+            .collect::<Result<Vec<_>>>()
     })?;
-    let per_image = match empty {
-        Some(_) => outputs
+    let per_image = if guided {
+        outputs
             .chunks(2)
             .map(|pair| guide(&pair[0], pair[1].clone(), guidance_scale))
-            .collect::<candle_core::Result<Vec<_>>>()?,
-        None => outputs,
+            .collect::<candle_core::Result<Vec<_>>>()
+            .stage("guidance")?
+    } else {
+        outputs
     };
-    Tensor::cat(&per_image, 0)
+    Tensor::cat(&per_image, 0).stage("unet")
 }
 
 /// Latents of at most this many cells (16 x 16: the embedded model's, or SD's up to 128 pixels)
