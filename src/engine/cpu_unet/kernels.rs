@@ -2,8 +2,8 @@
 //!
 //! Activations are token-major: a picture of `h x w` cells and `c` channels is a slice of
 //! `h * w` rows of `c` values, so a linear layer, a 1x1 convolution and the attention's
-//! projections are all one matrix product with the weight as stored (`[out, in]`), and a
-//! channel concatenation is a row-by-row copy. Weights keep PyTorch's layouts.
+//! projections are all one matrix product, and a channel concatenation is a row-by-row copy.
+//! Weights come transposed, `[in, out]` (see `Weights`).
 //!
 //! Matrix products go to the `gemm` crate (the kernels candle itself uses), called without
 //! threads: the pipeline already runs one UNet call per core. Everything else is plain loops
@@ -43,18 +43,6 @@ impl<'a> Mat<'a> {
             cols,
             row_stride: cols,
             col_stride: 1,
-        }
-    }
-
-    /// The transpose of a dense row-major `[rows, cols]` matrix, such as a weight `[out, in]`
-    /// read as the `[in, out]` right operand of `x · Wᵀ`.
-    pub fn transposed(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        Self {
-            data,
-            rows: cols,
-            cols: rows,
-            row_stride: 1,
-            col_stride: cols,
         }
     }
 
@@ -124,15 +112,16 @@ pub fn matmul(out: &mut [f32], out_row_stride: usize, a: Mat, b: Mat, accumulate
     }
 }
 
-/// A linear layer on token-major rows: `out[rows, out_dim] = xs[rows, in_dim] · Wᵀ + bias`.
+/// A linear layer on token-major rows: `out[rows, out_dim] = xs[rows, in_dim] · W + bias`,
+/// with the weight given transposed, `[in_dim, out_dim]`.
 pub fn linear(
     xs: &[f32],
     rows: usize,
-    weight: &[f32],
+    weight_t: &[f32],
     bias: Option<&[f32]>,
     out_dim: usize,
 ) -> Vec<f32> {
-    let in_dim = weight.len() / out_dim.max(1);
+    let in_dim = weight_t.len() / out_dim.max(1);
     let mut out = match bias {
         Some(bias) => bias.repeat(rows),
         None => vec![0.0; rows * out_dim],
@@ -141,7 +130,7 @@ pub fn linear(
         &mut out,
         out_dim,
         Mat::rows(xs, rows, in_dim),
-        Mat::transposed(weight, out_dim, in_dim),
+        Mat::rows(weight_t, in_dim, out_dim),
         bias.is_some(),
     );
     out
@@ -163,13 +152,13 @@ impl Grid {
     }
 }
 
-/// A 3x3 convolution with padding 1 and stride 1 or 2, weight `[out, in, 3, 3]`, on a
-/// token-major picture; returns the output and its grid.
+/// A 3x3 convolution with padding 1 and stride 1 or 2 on a token-major picture, with the
+/// weight `[out, in, 3, 3]` given transposed, `[in * 9, out]`; returns the output and its grid.
 pub fn conv3x3(
     xs: &[f32],
     grid: Grid,
     in_channels: usize,
-    weight: &[f32],
+    weight_t: &[f32],
     bias: &[f32],
     stride: usize,
 ) -> (Vec<f32>, Grid) {
@@ -214,7 +203,7 @@ pub fn conv3x3(
                 &mut out,
                 out_channels,
                 Mat::rows(&columns, out_grid.cells(), taps),
-                Mat::transposed(weight, out_channels, taps),
+                Mat::rows(weight_t, taps, out_channels),
                 true,
             );
             (out, out_grid)
@@ -484,22 +473,17 @@ mod tests {
         // [2x3] · [3x2], the right operand read transposed from a [2x3] weight.
         let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
         let w = [1.0, 0.0, -1.0, 2.0, 1.0, 0.0];
+        let w_t = Mat {
+            data: &w,
+            rows: 3,
+            cols: 2,
+            row_stride: 1,
+            col_stride: 3,
+        };
         let mut out = [10.0; 4];
-        matmul(
-            &mut out,
-            2,
-            Mat::rows(&a, 2, 3),
-            Mat::transposed(&w, 2, 3),
-            true,
-        );
+        matmul(&mut out, 2, Mat::rows(&a, 2, 3), w_t, true);
         assert_eq!(out, [10.0 - 2.0, 14.0, 10.0 - 2.0, 23.0]);
-        matmul(
-            &mut out,
-            2,
-            Mat::rows(&a, 2, 3),
-            Mat::transposed(&w, 2, 3),
-            false,
-        );
+        matmul(&mut out, 2, Mat::rows(&a, 2, 3), w_t, false);
         assert_eq!(out, [-2.0, 4.0, -2.0, 13.0]);
     }
 

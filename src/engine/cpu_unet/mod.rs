@@ -42,6 +42,11 @@ pub struct CpuUNet {
 const BLOCK_RESNET_GROUPS: usize = 32;
 
 /// The UNet's weights as plain values, read once per denoising run.
+///
+/// Vectors (biases, norm scales) are kept as they are. Every weight of two or more dimensions,
+/// `[out, in, ...]`, is kept transposed as an `[in * ..., out]` matrix: the matrix products
+/// then read it row by row, which spares `gemm` a strided repacking of the weight at every
+/// call (a fifth of the time of a call before).
 pub struct Weights {
     values: HashMap<String, Vec<f32>>,
 }
@@ -52,12 +57,26 @@ impl Weights {
         let mut values = HashMap::new();
         for name in store.names() {
             let tensor = store.get(name).ok_or_else(|| store.missing(name))?;
+            let dims = tensor.dims().to_vec();
             let flat = tensor
                 .to_dtype(candle_core::DType::F32)
                 .and_then(|t| t.flatten_all())
                 .and_then(|t| t.to_vec1::<f32>())
                 .stage("unet weights")?;
-            values.insert(name.to_string(), flat);
+            let kept = match dims.split_first() {
+                Some((&out, rest)) if !rest.is_empty() && out > 0 => {
+                    let inner = flat.len() / out;
+                    let mut transposed = vec![0.0; flat.len()];
+                    for (o, row) in flat.chunks_exact(inner).enumerate() {
+                        for (i, v) in row.iter().enumerate() {
+                            transposed[i * out + o] = *v;
+                        }
+                    }
+                    transposed
+                }
+                _ => flat,
+            };
+            values.insert(name.to_string(), kept);
         }
         Ok(Self { values })
     }
