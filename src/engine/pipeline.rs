@@ -180,11 +180,13 @@ pub fn denoise(
             Some(own) => own.predict(&input, timestep, params.guidance_scale)?,
             None => predict(
                 model,
-                &input,
-                timestep,
-                conditioning,
-                empty.as_ref(),
-                params.guidance_scale,
+                &UNetStep {
+                    latents: &input,
+                    timestep,
+                    conditioning,
+                    empty: empty.as_ref(),
+                    guidance_scale: params.guidance_scale,
+                },
             )?,
         };
 
@@ -228,44 +230,35 @@ pub fn denoise(
 /// model's tensors are too small for candle to split one operation across cores with profit,
 /// while whole calls share out evenly, even the two branches of a lone picture. Elsewhere
 /// calls hold exactly `model.unet_batch` images, the last chunk padded with copies.
-fn predict(
-    model: &DiffusionModel,
-    latents: &Tensor,
-    timestep: f64,
-    conditioning: &Tensor,
-    empty: Option<&Tensor>,
-    guidance_scale: f64,
-) -> Result<Tensor> {
+fn predict(model: &DiffusionModel, step: &UNetStep) -> Result<Tensor> {
     if model.device.is_cpu() {
-        return predict_parallel(
-            model,
-            latents,
-            timestep,
-            conditioning,
-            empty,
-            guidance_scale,
-        );
+        predict_parallel(model, step)
+    } else {
+        predict_chunked(model, step).stage("unet")
     }
-    predict_chunked(
-        model,
+}
+
+/// What one denoising step asks of candle's UNet.
+struct UNetStep<'a> {
+    /// `[B, C, h, w]`, scaled for the sampler.
+    latents: &'a Tensor,
+    timestep: f64,
+    /// `[B, 77, dim]`.
+    conditioning: &'a Tensor,
+    /// The empty prompt's conditioning `[1, 77, dim]`, when guidance runs.
+    empty: Option<&'a Tensor>,
+    guidance_scale: f64,
+}
+
+/// [`predict`] off the CPU: calls of exactly `model.unet_batch` images.
+fn predict_chunked(model: &DiffusionModel, step: &UNetStep) -> candle_core::Result<Tensor> {
+    let &UNetStep {
         latents,
         timestep,
         conditioning,
         empty,
         guidance_scale,
-    )
-    .stage("unet")
-}
-
-/// [`predict`] off the CPU: calls of exactly `model.unet_batch` images.
-fn predict_chunked(
-    model: &DiffusionModel,
-    latents: &Tensor,
-    timestep: f64,
-    conditioning: &Tensor,
-    empty: Option<&Tensor>,
-    guidance_scale: f64,
-) -> candle_core::Result<Tensor> {
+    } = step;
     let batch = latents.dim(0)?;
     let chunk = model.unet_batch.max(1);
     let pad = |xs: Tensor, n: usize| -> candle_core::Result<Tensor> {
@@ -363,30 +356,21 @@ fn guide(uncond: &Tensor, cond: Tensor, guidance_scale: f64) -> candle_core::Res
 
 /// [`predict`] on the CPU: one call of candle's module per image and branch (see
 /// [`side_by_side`]).
-fn predict_parallel(
-    model: &DiffusionModel,
-    latents: &Tensor,
-    timestep: f64,
-    conditioning: &Tensor,
-    empty: Option<&Tensor>,
-    guidance_scale: f64,
-) -> Result<Tensor> {
-    let batch = latents.dim(0).stage("unet")?;
+fn predict_parallel(model: &DiffusionModel, step: &UNetStep) -> Result<Tensor> {
+    let batch = step.latents.dim(0).stage("unet")?;
+    let call = |image, unconditional| -> candle_core::Result<Tensor> {
+        let xs = step.latents.narrow(0, image, 1)?;
+        let context = match step.empty {
+            Some(empty) if unconditional => empty.clone(),
+            _ => step.conditioning.narrow(0, image, 1)?,
+        };
+        model.unet.forward(&xs, step.timestep, &context)
+    };
     side_by_side(
         batch,
-        empty.is_some(),
-        guidance_scale,
-        |image, unconditional| {
-            let one = || -> candle_core::Result<Tensor> {
-                let xs = latents.narrow(0, image, 1)?;
-                let context = match empty {
-                    Some(empty) if unconditional => empty.clone(),
-                    _ => conditioning.narrow(0, image, 1)?,
-                };
-                model.unet.forward(&xs, timestep, &context)
-            };
-            one().stage("unet")
-        },
+        step.empty.is_some(),
+        step.guidance_scale,
+        |image, unconditional| call(image, unconditional).stage("unet"),
     )
 }
 

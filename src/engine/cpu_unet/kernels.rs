@@ -136,6 +136,18 @@ pub fn linear(
     out
 }
 
+/// The transpose of a row-major `[rows, cols]` matrix: planes `[C, cells]` to token rows
+/// `[cells, C]` and back, or a weight `[out, in]` to `[in, out]`.
+pub fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; values.len()];
+    for (r, row) in values.chunks_exact(cols).enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            out[c * rows + r] = *v;
+        }
+    }
+    out
+}
+
 /// The size of a token-major picture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Grid {

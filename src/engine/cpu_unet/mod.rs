@@ -65,14 +65,7 @@ impl Weights {
                 .stage("unet weights")?;
             let kept = match dims.split_first() {
                 Some((&out, rest)) if !rest.is_empty() && out > 0 => {
-                    let inner = flat.len() / out;
-                    let mut transposed = vec![0.0; flat.len()];
-                    for (o, row) in flat.chunks_exact(inner).enumerate() {
-                        for (i, v) in row.iter().enumerate() {
-                            transposed[i * out + o] = *v;
-                        }
-                    }
-                    transposed
+                    kernels::transpose(&flat, out, flat.len() / out)
                 }
                 _ => flat,
             };
@@ -160,7 +153,7 @@ impl CpuUNet {
             .flatten_all()
             .and_then(|t| t.to_vec1::<f32>())
             .stage("unet")?;
-        let xs = to_tokens(&planar, channels, grid.cells());
+        let xs = kernels::transpose(&planar, channels, grid.cells());
         let run = Run {
             unet: self,
             weights,
@@ -168,7 +161,7 @@ impl CpuUNet {
             temb: self.time_embedding(weights, timestep)?,
         };
         let out = run.network(&xs, grid, channels)?;
-        let planar = to_planes(&out, self.out_channels, grid.cells());
+        let planar = kernels::transpose(&out, grid.cells(), self.out_channels);
         Tensor::from_vec(
             planar,
             (1, self.out_channels, height, width),
@@ -252,28 +245,6 @@ impl CpuUNet {
         kernels::silu_in_place(&mut temb);
         Ok(temb)
     }
-}
-
-/// `[C, cells]` planes to `[cells, C]` rows.
-fn to_tokens(planar: &[f32], channels: usize, cells: usize) -> Vec<f32> {
-    let mut rows = vec![0.0; planar.len()];
-    for (c, plane) in planar.chunks_exact(cells).enumerate() {
-        for (cell, v) in plane.iter().enumerate() {
-            rows[cell * channels + c] = *v;
-        }
-    }
-    rows
-}
-
-/// `[cells, C]` rows to `[C, cells]` planes.
-fn to_planes(rows: &[f32], channels: usize, cells: usize) -> Vec<f32> {
-    let mut planar = vec![0.0; rows.len()];
-    for (cell, row) in rows.chunks_exact(channels).enumerate() {
-        for (c, v) in row.iter().enumerate() {
-            planar[c * cells + cell] = *v;
-        }
-    }
-    planar
 }
 
 /// One UNet call: the network, its weights, the conditioning and the time embedding.
@@ -518,20 +489,11 @@ impl Run<'_> {
         // Self-attention.
         let normed = norm("norm1", hidden)?;
         let attn = format!("{block}.attn1");
-        let keys = kernels::linear(
-            &normed,
-            cells,
-            self.w(&format!("{attn}.to_k.weight"))?,
-            None,
-            dim,
-        );
-        let vals = kernels::linear(
-            &normed,
-            cells,
-            self.w(&format!("{attn}.to_v.weight"))?,
-            None,
-            dim,
-        );
+        let project = |name: &str| -> Result<Vec<f32>> {
+            let weight = self.w(&format!("{attn}.{name}.weight"))?;
+            Ok(kernels::linear(&normed, cells, weight, None, dim))
+        };
+        let (keys, vals) = (project("to_k")?, project("to_v")?);
         let out = self.attention(&attn, &normed, cells, (&keys, &vals, cells), heads)?;
         kernels::add_in_place(hidden, &out);
 

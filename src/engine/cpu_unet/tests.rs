@@ -51,15 +51,12 @@ fn embedded_unet_matches_candles() {
         .expect("the embedded UNet runs on the CPU path");
     let latent = gaussian(3, (1, 4, 8, 8), &Device::Cpu).unwrap();
     let (conditioning, _) = model.encode_prompts(&["a red sneaker"]).unwrap();
+    let gap = |model: &DiffusionModel, timestep| {
+        let store = model.store(Component::Unet);
+        compare(&cpu, &model.unet, store, &latent, &conditioning, timestep)
+    };
     for timestep in [999.0, 500.0, 1.0] {
-        let gap = compare(
-            &cpu,
-            &model.unet,
-            model.store(Component::Unet),
-            &latent,
-            &conditioning,
-            timestep,
-        );
+        let gap = gap(&model, timestep);
         assert!(gap < 1e-4, "t={timestep}: relative gap {gap}");
     }
 
@@ -68,15 +65,8 @@ fn embedded_unet_matches_candles() {
     let weight = model.store(Component::Unet).get(name).unwrap();
     let zeros = weight.zeros_like().unwrap();
     model.store_mut(Component::Unet).set(name, &zeros).unwrap();
-    let gap = compare(
-        &cpu,
-        &model.unet,
-        model.store(Component::Unet),
-        &latent,
-        &conditioning,
-        500.0,
-    );
-    assert!(gap < 1e-4, "after a knockout: relative gap {gap}");
+    let after = gap(&model, 500.0);
+    assert!(after < 1e-4, "after a knockout: relative gap {after}");
 }
 
 /// A random UNet with every option the CPU path follows: a block without attention, a
