@@ -260,7 +260,8 @@ impl DiffusionModel {
         )?;
         // INTERCONCEPT_UNET=candle keeps every call in candle's module, for comparisons.
         let candle_only = std::env::var("INTERCONCEPT_UNET").is_ok_and(|v| v == "candle");
-        let cpu_unet = if device.is_cpu() && !candle_only {
+        let small = unet_store.num_values() <= super::cpu_unet::MAX_WEIGHTS;
+        let cpu_unet = if device.is_cpu() && small && !candle_only {
             CpuUNet::new(&unet_cfg, unet_json.out_channels)
         } else {
             None

@@ -48,10 +48,14 @@ impl<'a> Mat<'a> {
 
     /// Whether every element lies inside `data`.
     fn fits(&self) -> bool {
-        self.rows == 0
-            || self.cols == 0
-            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
-                < self.data.len()
+        if self.rows == 0 || self.cols == 0 {
+            return true;
+        }
+        let last = (self.rows - 1)
+            .checked_mul(self.row_stride)
+            .zip((self.cols - 1).checked_mul(self.col_stride))
+            .and_then(|(r, c)| r.checked_add(c));
+        last.is_some_and(|last| last < self.data.len())
     }
 }
 
@@ -69,7 +73,11 @@ pub fn matmul(out: &mut [f32], out_row_stride: usize, a: Mat, b: Mat, accumulate
         return;
     }
     assert!(
-        n <= out_row_stride && (m - 1) * out_row_stride + n <= out.len(),
+        n <= out_row_stride
+            && (m - 1)
+                .checked_mul(out_row_stride)
+                .and_then(|r| r.checked_add(n))
+                .is_some_and(|end| end <= out.len()),
         "matmul: output outside its slice"
     );
     if k == 0 {
@@ -139,6 +147,9 @@ pub fn linear(
 /// The transpose of a row-major `[rows, cols]` matrix: planes `[C, cells]` to token rows
 /// `[cells, C]` and back, or a weight `[out, in]` to `[in, out]`.
 pub fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    if rows == 0 || cols == 0 {
+        return values.to_vec();
+    }
     let mut out = vec![0.0; values.len()];
     for (r, row) in values.chunks_exact(cols).enumerate() {
         for (c, v) in row.iter().enumerate() {

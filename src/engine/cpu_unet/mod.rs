@@ -25,6 +25,11 @@ use super::error::{CandleContext, EngineError, Result};
 use super::weights::WeightStore;
 use kernels::{Grid, Mat};
 
+/// UNets with at most this many weights go through this UNet: every run copies them (see
+/// [`Weights`]), which is nothing for the embedded model's 1.7 million and too much for SD's
+/// 860 million, whose small pictures gain little here anyway.
+pub const MAX_WEIGHTS: usize = 50_000_000;
+
 /// Latents up to this many cells per picture go through this UNet (16 x 16: the embedded
 /// model's 8 x 8 and SD's up to 128 pixels); larger ones stay with candle, whose convolutions
 /// and matrix products are then large enough to run well.
@@ -80,10 +85,6 @@ impl Weights {
             .map(Vec::as_slice)
             .ok_or_else(|| EngineError::InvalidRequest(format!("UNet tensor {name} is missing")))
     }
-
-    fn has(&self, name: &str) -> bool {
-        self.values.contains_key(name)
-    }
 }
 
 /// One conditioning prepared for a run: the keys and values of every cross-attention.
@@ -99,7 +100,13 @@ impl CpuUNet {
     pub fn new(config: &UNet2DConditionModelConfig, out_channels: usize) -> Option<Self> {
         let supported = !config.center_input_sample
             && config.downsample_padding == 1
-            && !config.blocks.is_empty();
+            && config.sliced_attention_size.is_none()
+            && out_channels > 0
+            && !config.blocks.is_empty()
+            && config
+                .blocks
+                .iter()
+                .all(|b| b.out_channels > 0 && b.attention_head_dim > 0);
         supported.then(|| Self {
             config: config.clone(),
             out_channels,
@@ -407,8 +414,10 @@ impl Run<'_> {
         hidden.values = norm("norm2", &hidden)?;
         let mut out = self.conv(&format!("{prefix}.conv2"), &hidden, 1)?;
 
+        // As in candle's resnet: a 1x1 projection exactly when the channel count changes (a
+        // checkpoint may hold other, unused tensors of that name).
         let shortcut = format!("{prefix}.conv_shortcut");
-        if self.weights.has(&format!("{shortcut}.weight")) {
+        if xs.channels != out.channels {
             let projected = kernels::linear(
                 &xs.values,
                 xs.grid.cells(),

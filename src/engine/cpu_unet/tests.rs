@@ -140,13 +140,13 @@ fn random_unets_match_candles() {
         .unwrap();
         let cpu = CpuUNet::new(&config, 4).unwrap();
         let conditioning = gaussian(5, (1, 77, 16), &Device::Cpu).unwrap();
-        for (side, seed) in [(8, 1), (4, 2), (12, 3)] {
-            assert!(cpu.takes(side, side));
-            let latent = gaussian(seed, (1, 4, side, side), &Device::Cpu).unwrap();
+        for (height, width, seed) in [(8, 8, 1), (4, 4, 2), (12, 12, 3), (4, 12, 4)] {
+            assert!(cpu.takes(height, width));
+            let latent = gaussian(seed, (1, 4, height, width), &Device::Cpu).unwrap();
             let gap = compare(&cpu, &candle, &store, &latent, &conditioning, 321.0);
             assert!(
                 gap < 1e-4,
-                "linear projection {linear_projection}, side {side}: relative gap {gap}"
+                "linear projection {linear_projection}, {height}x{width}: relative gap {gap}"
             );
         }
         assert!(!cpu.takes(6, 6), "sides must halve evenly twice");
@@ -173,4 +173,24 @@ fn same_input_same_bytes() {
     let first = run();
     assert_eq!(first, run());
     assert!(first.iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn a_blown_up_weight_comes_out_non_finite() {
+    let (config, mut store) = random_unet(false);
+    let name = "mid_block.resnets.0.conv1.weight";
+    let weight = store.get(name).unwrap();
+    let nan = (weight.ones_like().unwrap() * f64::NAN).unwrap();
+    store.set(name, &nan).unwrap();
+    let cpu = CpuUNet::new(&config, 4).unwrap();
+    let weights = Weights::snapshot(&store).unwrap();
+    let conditioning = gaussian(5, (1, 77, 16), &Device::Cpu).unwrap();
+    let context = cpu.prepare(&weights, &conditioning).unwrap();
+    let latent = gaussian(1, (1, 4, 8, 8), &Device::Cpu).unwrap();
+    let out = cpu.forward(&weights, &latent, 10.0, &context).unwrap();
+    let values = out.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!(
+        values.iter().all(|v| !v.is_finite()),
+        "NaN must reach every output value"
+    );
 }
