@@ -46,6 +46,35 @@ impl<'a> Mat<'a> {
         }
     }
 
+    /// Columns `first..first + count` of a row-major matrix of `rows` rows of `width` values:
+    /// one attention head's slice of the queries, keys or values.
+    pub fn column_block(
+        data: &'a [f32],
+        rows: usize,
+        width: usize,
+        first: usize,
+        count: usize,
+    ) -> Self {
+        Self {
+            data: &data[first..],
+            rows,
+            cols: count,
+            row_stride: width,
+            col_stride: 1,
+        }
+    }
+
+    /// The same elements read as the transposed matrix.
+    pub fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
     /// Whether every element lies inside `data`.
     fn fits(&self) -> bool {
         if self.rows == 0 || self.cols == 0 {
@@ -496,13 +525,7 @@ mod tests {
         // [2x3] · [3x2], the right operand read transposed from a [2x3] weight.
         let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
         let w = [1.0, 0.0, -1.0, 2.0, 1.0, 0.0];
-        let w_t = Mat {
-            data: &w,
-            rows: 3,
-            cols: 2,
-            row_stride: 1,
-            col_stride: 3,
-        };
+        let w_t = Mat::rows(&w, 2, 3).t();
         let mut out = [10.0; 4];
         matmul(&mut out, 2, Mat::rows(&a, 2, 3), w_t, true);
         assert_eq!(out, [10.0 - 2.0, 14.0, 10.0 - 2.0, 23.0]);

@@ -560,29 +560,11 @@ impl Run<'_> {
         let mut scores = vec![0.0; cells * tokens];
         for head in 0..heads {
             let offset = head * head_dim;
-            let q = Mat {
-                data: &queries[offset..],
-                rows: cells,
-                cols: head_dim,
-                row_stride: inner,
-                col_stride: 1,
-            };
-            let k = Mat {
-                data: &keys[offset..],
-                rows: head_dim,
-                cols: tokens,
-                row_stride: 1,
-                col_stride: inner,
-            };
+            let q = Mat::column_block(&queries, cells, inner, offset, head_dim);
+            let k = Mat::column_block(keys, tokens, inner, offset, head_dim).t();
             kernels::matmul(&mut scores, tokens, q, k, false);
             kernels::softmax_rows(&mut scores, tokens);
-            let v = Mat {
-                data: &values[offset..],
-                rows: tokens,
-                cols: head_dim,
-                row_stride: inner,
-                col_stride: 1,
-            };
+            let v = Mat::column_block(values, tokens, inner, offset, head_dim);
             let p = Mat::rows(&scores, cells, tokens);
             kernels::matmul(&mut mixed[offset..], inner, p, v, false);
         }
