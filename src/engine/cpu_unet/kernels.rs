@@ -3,12 +3,16 @@
 //! Activations are token-major: a picture of `h x w` cells and `c` channels is a slice of
 //! `h * w` rows of `c` values, so a linear layer, a 1x1 convolution and the attention's
 //! projections are all one matrix product, and a channel concatenation is a row-by-row copy.
-//! Weights come transposed, `[in, out]` (see `Weights`).
+//! Weights come packed once per run (see `Weights` and `packed`).
 //!
-//! Matrix products go to the `gemm` crate (the kernels candle itself uses), called without
-//! threads: the pipeline already runs one UNet call per core. Everything else is plain loops
+//! Products with a weight go to `packed`; the attention's products of activations with each
+//! other go to the `gemm` crate (the kernels candle itself uses), called without threads: the
+//! pipeline already runs one UNet call per core. Everything else is plain loops
 //! the compiler vectorises, with polynomial `exp` and `tanh` that stay within a few units in
 //! the last place of the library functions and cost a fraction of them.
+
+use super::packed::{self, Packed};
+use crate::engine::error::{EngineError, Result};
 
 /// Runs `body` compiled for the best instruction set this CPU has (AVX2 and FMA where present),
 /// so that the loops inside, and the `#[inline(always)]` helpers they call, vectorise eight
@@ -149,28 +153,36 @@ pub fn matmul(out: &mut [f32], out_row_stride: usize, a: Mat, b: Mat, accumulate
     }
 }
 
-/// A linear layer on token-major rows: `out[rows, out_dim] = xs[rows, in_dim] · W + bias`,
-/// with the weight given transposed, `[in_dim, out_dim]`.
+/// A linear layer on token-major rows: `out[rows, outputs] = xs[rows, inputs] · W + bias`.
+///
+/// # Errors
+/// When the rows, the weight and the bias disagree in size (a checkpoint whose tensors do not
+/// fit together).
 pub fn linear(
     xs: &[f32],
     rows: usize,
-    weight_t: &[f32],
+    inputs: usize,
+    weight: &Packed,
     bias: Option<&[f32]>,
-    out_dim: usize,
-) -> Vec<f32> {
-    let in_dim = weight_t.len() / out_dim.max(1);
+) -> Result<Vec<f32>> {
+    let outputs = weight.outputs();
+    if inputs != weight.inputs()
+        || xs.len() != rows * inputs
+        || bias.is_some_and(|b| b.len() != outputs)
+    {
+        return Err(EngineError::InvalidRequest(format!(
+            "UNet layer of {} inputs and {outputs} outputs given rows of {inputs} values{}",
+            weight.inputs(),
+            bias.map(|b| format!(" and a bias of {}", b.len()))
+                .unwrap_or_default()
+        )));
+    }
     let mut out = match bias {
         Some(bias) => bias.repeat(rows),
-        None => vec![0.0; rows * out_dim],
+        None => vec![0.0; rows * outputs],
     };
-    matmul(
-        &mut out,
-        out_dim,
-        Mat::rows(xs, rows, in_dim),
-        Mat::rows(weight_t, in_dim, out_dim),
-        bias.is_some(),
-    );
-    out
+    packed::matmul(&mut out, outputs, xs, inputs, rows, weight, bias.is_some());
+    Ok(out)
 }
 
 /// The transpose of a row-major `[rows, cols]` matrix: planes `[C, cells]` to token rows
@@ -205,62 +217,61 @@ impl Grid {
 }
 
 /// A 3x3 convolution with padding 1 and stride 1 or 2 on a token-major picture, with the
-/// weight `[out, in, 3, 3]` given transposed, `[in * 9, out]`; returns the output and its grid.
+/// weight packed by `(ky, kx, in)` rows (see `Weights`); returns the output and its grid.
+///
+/// # Errors
+/// When the weight is not a 3x3 convolution over `in_channels` or the bias does not fit it.
 pub fn conv3x3(
     xs: &[f32],
     grid: Grid,
     in_channels: usize,
-    weight_t: &[f32],
+    weight: &Packed,
     bias: &[f32],
     stride: usize,
-) -> (Vec<f32>, Grid) {
-    simd(
-        #[inline(always)]
-        || {
-            let out_grid = Grid {
-                height: (grid.height - 1) / stride + 1,
-                width: (grid.width - 1) / stride + 1,
-            };
-            let out_channels = bias.len();
-            let taps = in_channels * 9;
+) -> Result<(Vec<f32>, Grid)> {
+    let taps = in_channels * 9;
+    if weight.inputs() != taps
+        || weight.outputs() != bias.len()
+        || xs.len() != grid.cells() * in_channels
+    {
+        return Err(EngineError::InvalidRequest(format!(
+            "UNet convolution of {} inputs and {} outputs (bias {}) given {in_channels} channels",
+            weight.inputs(),
+            weight.outputs(),
+            bias.len()
+        )));
+    }
+    let out_grid = Grid {
+        height: (grid.height - 1) / stride + 1,
+        width: (grid.width - 1) / stride + 1,
+    };
 
-            // Gather every output cell's 3x3 neighbourhood in the weight's (channel, row, column)
-            // order, zeros beyond the border.
-            let mut columns = vec![0.0; out_grid.cells() * taps];
-            for (cell, column) in columns.chunks_exact_mut(taps).enumerate() {
-                let (oy, ox) = (cell / out_grid.width, cell % out_grid.width);
-                for ky in 0..3 {
-                    let y = (oy * stride + ky).wrapping_sub(1);
-                    if y >= grid.height {
-                        continue;
-                    }
-                    for kx in 0..3 {
-                        let x = (ox * stride + kx).wrapping_sub(1);
-                        if x >= grid.width {
-                            continue;
-                        }
-                        let source = &xs[(y * grid.width + x) * in_channels..][..in_channels];
-                        for (value, slot) in source
-                            .iter()
-                            .zip(column[ky * 3 + kx..].iter_mut().step_by(9))
-                        {
-                            *slot = *value;
-                        }
-                    }
-                }
+    // Gather every output cell's 3x3 neighbourhood, neighbour by neighbour, each neighbour's
+    // channels one contiguous copy; zeros beyond the border (multiplied like any value, as in
+    // candle's padded convolution, so a non-finite weight spreads the same way).
+    let mut columns = vec![0.0; out_grid.cells() * taps];
+    for (cell, column) in columns.chunks_exact_mut(taps).enumerate() {
+        let (oy, ox) = (cell / out_grid.width, cell % out_grid.width);
+        for (tap, slot) in column.chunks_exact_mut(in_channels).enumerate() {
+            let y = (oy * stride + tap / 3).wrapping_sub(1);
+            let x = (ox * stride + tap % 3).wrapping_sub(1);
+            if y < grid.height && x < grid.width {
+                slot.copy_from_slice(&xs[(y * grid.width + x) * in_channels..][..in_channels]);
             }
+        }
+    }
 
-            let mut out = bias.repeat(out_grid.cells());
-            matmul(
-                &mut out,
-                out_channels,
-                Mat::rows(&columns, out_grid.cells(), taps),
-                Mat::rows(weight_t, taps, out_channels),
-                true,
-            );
-            (out, out_grid)
-        },
-    )
+    let mut out = bias.repeat(out_grid.cells());
+    packed::matmul(
+        &mut out,
+        bias.len(),
+        &columns,
+        taps,
+        out_grid.cells(),
+        weight,
+        true,
+    );
+    Ok((out, out_grid))
 }
 
 /// Nearest-neighbour upsampling by two.
@@ -323,14 +334,14 @@ pub fn group_norm(
                 scale[c] = inv_std[g] * weight[c];
                 shift[c] = bias[c] - mean[g] * scale[c];
             }
-            let mut out = Vec::with_capacity(xs.len());
-            for row in xs.chunks_exact(channels) {
-                out.extend(
-                    row.iter()
-                        .zip(&scale)
-                        .zip(&shift)
-                        .map(|((v, s), b)| v * s + b),
-                );
+            let mut out = vec![0.0; xs.len()];
+            for (dst, row) in out
+                .chunks_exact_mut(channels)
+                .zip(xs.chunks_exact(channels))
+            {
+                for (((d, v), s), b) in dst.iter_mut().zip(row).zip(&scale).zip(&shift) {
+                    *d = v * s + b;
+                }
             }
             if silu {
                 silu_in_place(&mut out);
@@ -345,17 +356,14 @@ pub fn layer_norm(xs: &[f32], dim: usize, weight: &[f32], bias: &[f32]) -> Vec<f
     simd(
         #[inline(always)]
         || {
-            let mut out = Vec::with_capacity(xs.len());
-            for row in xs.chunks_exact(dim) {
+            let mut out = vec![0.0; xs.len()];
+            for (dst, row) in out.chunks_exact_mut(dim).zip(xs.chunks_exact(dim)) {
                 let mean = sum(row) / dim as f32;
                 let var = squared_deviation(row, mean) / dim as f32;
                 let inv_std = 1.0 / (var + 1e-5).sqrt();
-                out.extend(
-                    row.iter()
-                        .zip(weight)
-                        .zip(bias)
-                        .map(|((v, w), b)| (v - mean) * inv_std * w + b),
-                );
+                for (((d, v), w), b) in dst.iter_mut().zip(row).zip(weight).zip(bias) {
+                    *d = (v - mean) * inv_std * w + b;
+                }
             }
             out
         },
@@ -380,11 +388,15 @@ pub fn softmax_rows(scores: &mut [f32], width: usize) {
         #[inline(always)]
         || {
             for row in scores.chunks_exact_mut(width) {
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let max = max(row);
                 // The exponentials in a loop of their own, which vectorises; the sum after it.
-                row.iter_mut().for_each(|v| *v = exp(*v - max));
+                for v in row.iter_mut() {
+                    *v = exp(*v - max);
+                }
                 let inv = 1.0 / sum(row);
-                row.iter_mut().for_each(|v| *v *= inv);
+                for v in row.iter_mut() {
+                    *v *= inv;
+                }
             }
         },
     )
@@ -403,6 +415,30 @@ pub fn sum(values: &[f32]) -> f32 {
         }
     }
     lanes.iter().sum::<f32>() + rest
+}
+
+/// The largest of `values` (NaN where one is NaN), over eight lanes like [`sum`].
+#[inline(always)]
+fn max(values: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let chunks = values.chunks_exact(8);
+    let rest = chunks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, v| greater(m, *v));
+    for chunk in chunks {
+        for (lane, v) in lanes.iter_mut().zip(chunk) {
+            *lane = greater(*lane, *v);
+        }
+    }
+    lanes.iter().fold(rest, |m, v| greater(m, *v))
+}
+
+/// The larger of two values, NaN when either is: one compare and select, which vectorises
+/// (`f32::max` skips NaN, which takes more).
+#[inline(always)]
+fn greater(a: f32, b: f32) -> f32 {
+    if a > b || a.is_nan() { a } else { b }
 }
 
 /// The sum of squared distances of `values` from `mean`, over eight lanes like [`sum`].
@@ -430,13 +466,13 @@ pub fn geglu(xs: &[f32], inner: usize) -> Vec<f32> {
         #[inline(always)]
         || {
             const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
-            let mut out = Vec::with_capacity(xs.len() / 2);
-            for row in xs.chunks_exact(2 * inner) {
+            let mut out = vec![0.0; xs.len() / 2];
+            for (dst, row) in out.chunks_exact_mut(inner).zip(xs.chunks_exact(2 * inner)) {
                 let (hidden, gate) = row.split_at(inner);
-                out.extend(hidden.iter().zip(gate).map(|(h, g)| {
+                for ((d, h), g) in dst.iter_mut().zip(hidden).zip(gate) {
                     let inner = SQRT_TWO_OVER_PI * g * (1.0 + 0.044_715 * g * g);
-                    h * (0.5 * g * (1.0 + tanh(inner)))
-                }));
+                    *d = h * (0.5 * g * (1.0 + tanh(inner)));
+                }
             }
             out
         },
@@ -448,7 +484,9 @@ pub fn add_in_place(a: &mut [f32], b: &[f32]) {
     simd(
         #[inline(always)]
         || {
-            a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+            for (a, b) in a.iter_mut().zip(b) {
+                *a += b;
+            }
         },
     )
 }
@@ -461,37 +499,45 @@ pub fn exp(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer.
     let x = x.clamp(-87.3, 88.0);
     let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
-    let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
+    let r = n.mul_add(-1.428_606_8e-6, n.mul_add(-0.693_145_75, x));
     // Taylor to degree 7: the first term left out is below 1e-8 of the result.
-    let p = 1.0 / 5040.0;
-    let p = p * r + 1.0 / 720.0;
-    let p = p * r + 1.0 / 120.0;
-    let p = p * r + 1.0 / 24.0;
-    let p = p * r + 1.0 / 6.0;
-    let p = p * r + 0.5;
-    let p = p * r + 1.0;
-    let p = p * r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let p: f32 = 1.0 / 5040.0;
+    let p = p.mul_add(r, 1.0 / 720.0);
+    let p = p.mul_add(r, 1.0 / 120.0);
+    let p = p.mul_add(r, 1.0 / 24.0);
+    let p = p.mul_add(r, 1.0 / 6.0);
+    let p = p.mul_add(r, 0.5);
+    let p = p.mul_add(r, 1.0);
+    let p = p.mul_add(r, 1.0);
+    // 2^n built in the exponent field: adding `ROUND + 127` leaves `n + 127` (1..=254 here) in
+    // the low mantissa bits, which the shift moves into the exponent. Plain bit operations,
+    // unlike a float-to-int cast, vectorise.
+    let scale = f32::from_bits((n + (ROUND + 127.0)).to_bits() << 23);
     // NaN survives the clamp and the arithmetic; keep it NaN rather than a random power of 2.
     if x.is_nan() { x } else { p * scale }
 }
 
 /// `tanh` for `f32` within a few ulp, as a rational function (the minimax fit used by Eigen),
-/// which saturates to ±1 beyond ±7.9.
+/// which saturates to ±1 beyond ±9.
 #[inline(always)]
-pub fn tanh(x: f32) -> f32 {
-    let x = x.clamp(-7.905_311, 7.905_311);
+pub fn tanh(input: f32) -> f32 {
+    let x = input.clamp(-7.905_311, 7.905_311);
     let x2 = x * x;
-    let p = x2 * -2.760_768_5e-16 + 2.000_188e-13;
-    let p = x2 * p - 8.604_672e-11;
-    let p = x2 * p + 5.122_297e-8;
-    let p = x2 * p + 1.485_722_4e-5;
-    let p = x2 * p + 6.372_619_3e-4;
-    let p = x2 * p + 4.893_524_6e-3;
-    let q = x2 * 1.198_258_4e-6 + 1.185_347_1e-4;
-    let q = x2 * q + 2.268_434_6e-3;
-    let q = x2 * q + 4.893_525e-3;
-    x * p / q
+    let p = x2.mul_add(-2.760_768_5e-16, 2.000_188e-13);
+    let p = x2.mul_add(p, -8.604_672e-11);
+    let p = x2.mul_add(p, 5.122_297e-8);
+    let p = x2.mul_add(p, 1.485_722_4e-5);
+    let p = x2.mul_add(p, 6.372_619_3e-4);
+    let p = x2.mul_add(p, 4.893_524_6e-3);
+    let q = x2.mul_add(1.198_258_4e-6, 1.185_347_1e-4);
+    let q = x2.mul_add(q, 2.268_434_6e-3);
+    let q = x2.mul_add(q, 4.893_525e-3);
+    // Beyond ±9 the library's tanh is ±1 to the last bit.
+    if input.abs() > 9.0 {
+        1f32.copysign(input)
+    } else {
+        x * p / q
+    }
 }
 
 #[cfg(test)]
@@ -541,7 +587,7 @@ mod tests {
             height: 4,
             width: 4,
         };
-        let (out, g) = conv3x3(&xs, grid, 1, &[1.0; 9], &[0.5], 2);
+        let (out, g) = conv3x3(&xs, grid, 1, &Packed::new(&[1.0; 9], 9, 1), &[0.5], 2).unwrap();
         assert_eq!(
             g,
             Grid {

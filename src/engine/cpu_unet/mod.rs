@@ -15,6 +15,7 @@
 //! call sees one picture and a fixed order of sums.
 
 mod kernels;
+mod packed;
 
 use std::collections::HashMap;
 
@@ -24,6 +25,7 @@ use candle_transformers::models::stable_diffusion::unet_2d::UNet2DConditionModel
 use super::error::{CandleContext, EngineError, Result};
 use super::weights::WeightStore;
 use kernels::{Grid, Mat};
+use packed::Packed;
 
 /// UNets with at most this many weights go through this UNet: every run copies them (see
 /// [`Weights`]), which is nothing for the embedded model's 1.7 million and too much for SD's
@@ -48,18 +50,19 @@ const BLOCK_RESNET_GROUPS: usize = 32;
 
 /// The UNet's weights as plain values, read once per denoising run.
 ///
-/// Vectors (biases, norm scales) are kept as they are. Every weight of two or more dimensions,
-/// `[out, in, ...]`, is kept transposed as an `[in * ..., out]` matrix: the matrix products
-/// then read it row by row, which spares `gemm` a strided repacking of the weight at every
-/// call (a fifth of the time of a call before).
+/// Vectors (biases, norm scales) are kept as they are. Every weight of two or more dimensions
+/// is a matrix from its inputs to its outputs, packed for [`packed::matmul`]: a linear layer's
+/// `[out, in]` as `[in, out]`, a convolution's `[out, in, kh, kw]` as `[(ky, kx, in), out]`,
+/// the order in which `kernels::conv3x3` gathers a neighbourhood.
 pub struct Weights {
-    values: HashMap<String, Vec<f32>>,
+    vectors: HashMap<String, Vec<f32>>,
+    matrices: HashMap<String, Packed>,
 }
 
 impl Weights {
     /// Copies every tensor of the store (with its current edits) into plain `f32` values.
     pub fn snapshot(store: &WeightStore) -> Result<Self> {
-        let mut values = HashMap::new();
+        let (mut vectors, mut matrices) = (HashMap::new(), HashMap::new());
         for name in store.names() {
             let tensor = store.get(name).ok_or_else(|| store.missing(name))?;
             let dims = tensor.dims().to_vec();
@@ -68,23 +71,58 @@ impl Weights {
                 .and_then(|t| t.flatten_all())
                 .and_then(|t| t.to_vec1::<f32>())
                 .stage("unet weights")?;
-            let kept = match dims.split_first() {
-                Some((&out, rest)) if !rest.is_empty() && out > 0 => {
-                    kernels::transpose(&flat, out, flat.len() / out)
+            match dims.as_slice() {
+                &[outputs, inputs] => {
+                    let by_input = kernels::transpose(&flat, outputs, inputs);
+                    matrices.insert(name.to_string(), Packed::new(&by_input, inputs, outputs));
                 }
-                _ => flat,
-            };
-            values.insert(name.to_string(), kept);
+                &[outputs, inputs, kh, kw] => {
+                    let by_tap = conv_by_tap(&flat, outputs, inputs, kh * kw);
+                    let taps = inputs * kh * kw;
+                    matrices.insert(name.to_string(), Packed::new(&by_tap, taps, outputs));
+                }
+                [_] => {
+                    vectors.insert(name.to_string(), flat);
+                }
+                _ => {
+                    return Err(EngineError::InvalidRequest(format!(
+                        "UNet tensor {name} has shape {dims:?}, which no layer of it takes"
+                    )));
+                }
+            }
         }
-        Ok(Self { values })
+        Ok(Self { vectors, matrices })
     }
 
     fn get(&self, name: &str) -> Result<&[f32]> {
-        self.values
+        self.vectors
             .get(name)
             .map(Vec::as_slice)
-            .ok_or_else(|| EngineError::InvalidRequest(format!("UNet tensor {name} is missing")))
+            .ok_or_else(|| missing(name))
     }
+
+    fn matrix(&self, name: &str) -> Result<&Packed> {
+        self.matrices.get(name).ok_or_else(|| missing(name))
+    }
+}
+
+fn missing(name: &str) -> EngineError {
+    EngineError::InvalidRequest(format!(
+        "UNet tensor {name} is missing or of the wrong rank"
+    ))
+}
+
+/// A convolution weight `[out, in, taps]` as rows `(tap, in)` of `out` values.
+fn conv_by_tap(flat: &[f32], outputs: usize, inputs: usize, taps: usize) -> Vec<f32> {
+    let mut out = vec![0.0; flat.len()];
+    for (o, filter) in flat.chunks_exact(inputs * taps).enumerate() {
+        for (c, channel) in filter.chunks_exact(taps).enumerate() {
+            for (tap, v) in channel.iter().enumerate() {
+                out[(tap * inputs + c) * outputs + o] = *v;
+            }
+        }
+    }
+    out
 }
 
 /// One conditioning prepared for a run: the keys and values of every cross-attention.
@@ -132,11 +170,10 @@ impl CpuUNet {
         for prefix in self.attention_prefixes() {
             for depth in 0..self.depth(&prefix) {
                 let attn = format!("{prefix}.transformer_blocks.{depth}.attn2");
-                let to_k = weights.get(&format!("{attn}.to_k.weight"))?;
-                let to_v = weights.get(&format!("{attn}.to_v.weight"))?;
-                let inner = to_k.len() / dim;
-                let keys = kernels::linear(&values, tokens, to_k, None, inner);
-                let vals = kernels::linear(&values, tokens, to_v, None, inner);
+                let to_k = weights.matrix(&format!("{attn}.to_k.weight"))?;
+                let to_v = weights.matrix(&format!("{attn}.to_v.weight"))?;
+                let keys = kernels::linear(&values, tokens, dim, to_k, None)?;
+                let vals = kernels::linear(&values, tokens, dim, to_v, None)?;
                 keys_values.insert(attn, (keys, vals));
             }
         }
@@ -242,13 +279,13 @@ impl CpuUNet {
         };
         emb.resize(channels, 0.0);
 
-        let w1 = weights.get("time_embedding.linear_1.weight")?;
+        let w1 = weights.matrix("time_embedding.linear_1.weight")?;
         let b1 = weights.get("time_embedding.linear_1.bias")?;
-        let mut hidden = kernels::linear(&emb, 1, w1, Some(b1), b1.len());
+        let mut hidden = kernels::linear(&emb, 1, channels, w1, Some(b1))?;
         kernels::silu_in_place(&mut hidden);
-        let w2 = weights.get("time_embedding.linear_2.weight")?;
+        let w2 = weights.matrix("time_embedding.linear_2.weight")?;
         let b2 = weights.get("time_embedding.linear_2.bias")?;
-        let mut temb = kernels::linear(&hidden, 1, w2, Some(b2), b2.len());
+        let mut temb = kernels::linear(&hidden, 1, hidden.len(), w2, Some(b2))?;
         kernels::silu_in_place(&mut temb);
         Ok(temb)
     }
@@ -273,6 +310,10 @@ struct Activation {
 impl Run<'_> {
     fn w(&self, name: &str) -> Result<&[f32]> {
         self.weights.get(name)
+    }
+
+    fn m(&self, name: &str) -> Result<&Packed> {
+        self.weights.matrix(name)
     }
 
     /// conv_in, down blocks, mid block, up blocks, output head.
@@ -364,10 +405,10 @@ impl Run<'_> {
             &xs.values,
             xs.grid,
             xs.channels,
-            self.w(&format!("{prefix}.weight"))?,
+            self.m(&format!("{prefix}.weight"))?,
             bias,
             stride,
-        );
+        )?;
         Ok(Activation {
             values,
             grid,
@@ -404,10 +445,10 @@ impl Run<'_> {
         let time_bias = kernels::linear(
             &self.temb,
             1,
-            self.w(&format!("{prefix}.time_emb_proj.weight"))?,
+            self.temb.len(),
+            self.m(&format!("{prefix}.time_emb_proj.weight"))?,
             Some(self.w(&format!("{prefix}.time_emb_proj.bias"))?),
-            hidden.channels,
-        );
+        )?;
         for row in hidden.values.chunks_exact_mut(hidden.channels) {
             kernels::add_in_place(row, &time_bias);
         }
@@ -421,10 +462,10 @@ impl Run<'_> {
             let projected = kernels::linear(
                 &xs.values,
                 xs.grid.cells(),
-                self.w(&format!("{shortcut}.weight"))?,
+                xs.channels,
+                self.m(&format!("{shortcut}.weight"))?,
                 Some(self.w(&format!("{shortcut}.bias"))?),
-                out.channels,
-            );
+            )?;
             kernels::add_in_place(&mut out.values, &projected);
         } else {
             kernels::add_in_place(&mut out.values, &xs.values);
@@ -449,15 +490,15 @@ impl Run<'_> {
             self.w(&format!("{prefix}.norm.bias"))?,
             false,
         );
-        let proj_in_bias = self.w(&format!("{prefix}.proj_in.bias"))?;
-        let inner = proj_in_bias.len();
+        let proj_in = self.m(&format!("{prefix}.proj_in.weight"))?;
+        let inner = proj_in.outputs();
         let mut hidden = kernels::linear(
             &normed,
             cells,
-            self.w(&format!("{prefix}.proj_in.weight"))?,
-            Some(proj_in_bias),
-            inner,
-        );
+            xs.channels,
+            proj_in,
+            Some(self.w(&format!("{prefix}.proj_in.bias"))?),
+        )?;
         for depth in 0..self.unet.depth(prefix) {
             let block = format!("{prefix}.transformer_blocks.{depth}");
             self.transformer_block(&block, &mut hidden, cells, inner, heads)?;
@@ -465,10 +506,10 @@ impl Run<'_> {
         let mut out = kernels::linear(
             &hidden,
             cells,
-            self.w(&format!("{prefix}.proj_out.weight"))?,
+            inner,
+            self.m(&format!("{prefix}.proj_out.weight"))?,
             Some(self.w(&format!("{prefix}.proj_out.bias"))?),
-            xs.channels,
-        );
+        )?;
         kernels::add_in_place(&mut out, &xs.values);
         Ok(Activation {
             values: out,
@@ -499,8 +540,8 @@ impl Run<'_> {
         let normed = norm("norm1", hidden)?;
         let attn = format!("{block}.attn1");
         let project = |name: &str| -> Result<Vec<f32>> {
-            let weight = self.w(&format!("{attn}.{name}.weight"))?;
-            Ok(kernels::linear(&normed, cells, weight, None, dim))
+            let weight = self.m(&format!("{attn}.{name}.weight"))?;
+            kernels::linear(&normed, cells, dim, weight, None)
         };
         let (keys, vals) = (project("to_k")?, project("to_v")?);
         let out = self.attention(&attn, &normed, cells, (&keys, &vals, cells), heads)?;
@@ -518,23 +559,23 @@ impl Run<'_> {
 
         // Feed-forward.
         let normed = norm("norm3", hidden)?;
-        let proj_bias = self.w(&format!("{block}.ff.net.0.proj.bias"))?;
+        let proj = self.m(&format!("{block}.ff.net.0.proj.weight"))?;
         let gated = kernels::linear(
             &normed,
             cells,
-            self.w(&format!("{block}.ff.net.0.proj.weight"))?,
-            Some(proj_bias),
-            proj_bias.len(),
-        );
-        let inner = proj_bias.len() / 2;
+            dim,
+            proj,
+            Some(self.w(&format!("{block}.ff.net.0.proj.bias"))?),
+        )?;
+        let inner = proj.outputs() / 2;
         let activated = kernels::geglu(&gated, inner);
         let out = kernels::linear(
             &activated,
             cells,
-            self.w(&format!("{block}.ff.net.2.weight"))?,
+            inner,
+            self.m(&format!("{block}.ff.net.2.weight"))?,
             Some(self.w(&format!("{block}.ff.net.2.bias"))?),
-            dim,
-        );
+        )?;
         kernels::add_in_place(hidden, &out);
         Ok(())
     }
@@ -549,11 +590,11 @@ impl Run<'_> {
         (keys, values, tokens): (&[f32], &[f32], usize),
         heads: usize,
     ) -> Result<Vec<f32>> {
-        let to_q = self.w(&format!("{attn}.to_q.weight"))?;
-        let inner = to_q.len() / (normed.len() / cells);
+        let to_q = self.m(&format!("{attn}.to_q.weight"))?;
+        let inner = to_q.outputs();
         let head_dim = inner / heads;
         let scale = 1.0 / (head_dim as f32).sqrt();
-        let mut queries = kernels::linear(normed, cells, to_q, None, inner);
+        let mut queries = kernels::linear(normed, cells, normed.len() / cells, to_q, None)?;
         queries.iter_mut().for_each(|q| *q *= scale);
 
         let mut mixed = vec![0.0; cells * inner];
@@ -568,14 +609,13 @@ impl Run<'_> {
             let p = Mat::rows(&scores, cells, tokens);
             kernels::matmul(&mut mixed[offset..], inner, p, v, false);
         }
-        let to_out_bias = self.w(&format!("{attn}.to_out.0.bias"))?;
-        Ok(kernels::linear(
+        kernels::linear(
             &mixed,
             cells,
-            self.w(&format!("{attn}.to_out.0.weight"))?,
-            Some(to_out_bias),
-            to_out_bias.len(),
-        ))
+            inner,
+            self.m(&format!("{attn}.to_out.0.weight"))?,
+            Some(self.w(&format!("{attn}.to_out.0.bias"))?),
+        )
     }
 }
 
