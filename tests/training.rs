@@ -128,3 +128,94 @@ fn training_continues_from_a_finished_model_with_its_latent_scaling() {
         "no step was taken"
     );
 }
+
+#[test]
+fn a_decoder_run_keeps_the_encoder_unet_and_latent_space() {
+    use interconcept::engine::model::Component;
+    use interconcept::train::cli::{Stage, TrainArgs, train};
+
+    let shipped = interconcept::engine::model::embedded_model_dir();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("model");
+    let args = TrainArgs {
+        data: DEFAULT_DIR.into(),
+        out: Some(out.clone()),
+        meter_out: None,
+        work: work.path().join("checkpoints"),
+        stage: Stage::Decoder,
+        vae_steps: 803,
+        unet_steps: 0,
+        batch: 4,
+        limit: Some(24),
+        seed: 0,
+        resume: false,
+        init_from: Some(shipped.clone()),
+        init_step: 800,
+        oversample: Vec::new(),
+    };
+    train(&args).unwrap();
+
+    let before = DiffusionModel::load(&shipped, &Device::Cpu).unwrap();
+    let after = DiffusionModel::load(&out, &Device::Cpu).unwrap();
+    let same = |component: Component, name: &str| {
+        let a = before.store(component).get(name).unwrap();
+        let b = after.store(component).get(name).unwrap();
+        let diff = (a - b).unwrap().abs().unwrap().sum_all().unwrap();
+        diff.to_scalar::<f32>().unwrap() == 0.0
+    };
+    let vae = before.store(Component::Vae);
+    let (mut decoder, mut kept) = (0, 0);
+    for name in vae.names() {
+        if name.starts_with("decoder.") || name.starts_with("post_quant_conv.") {
+            decoder += usize::from(!same(Component::Vae, name));
+        } else {
+            assert!(same(Component::Vae, name), "{name} changed");
+            kept += 1;
+        }
+    }
+    assert!(
+        kept > 0 && decoder > 0,
+        "{kept} tensors kept, {decoder} changed"
+    );
+    for name in before.store(Component::Unet).names() {
+        assert!(same(Component::Unet, name), "UNet tensor {name} changed");
+    }
+    assert_eq!(after.vae_scaling_factor, before.vae_scaling_factor);
+    assert_eq!(after.latent_rgb, before.latent_rgb);
+
+    // Nothing to train is refused before any work.
+    let nothing = TrainArgs {
+        vae_steps: 800,
+        work: work.path().join("other"),
+        ..args
+    };
+    let error = train(&nothing).unwrap_err().to_string();
+    assert!(error.contains("--vae-steps must be larger"), "{error}");
+}
+
+#[test]
+fn real_pictures_set_the_ceiling_of_the_meter() {
+    use interconcept::engine::meter::ConceptMeter;
+    use interconcept::train::cli::{embedded_meter_dir, reference_scores};
+
+    let model = DiffusionModel::load(
+        &interconcept::engine::model::embedded_model_dir(),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let meter = ConceptMeter::load(&embedded_meter_dir()).unwrap();
+    let test = FashionMnist::load(std::path::Path::new(DEFAULT_DIR), Split::Test).unwrap();
+    let scores = reference_scores(&model, &meter, &test, 16).unwrap();
+    assert_eq!(scores.len(), 10);
+    for s in &scores {
+        assert_eq!(s.total, 16);
+        assert!(s.real <= 16 && s.reconstructed <= 16);
+    }
+    // Trousers are the meter's easiest class, as pictures and through the VAE.
+    let trousers = &scores[1];
+    assert!(trousers.prompt.contains("trousers"));
+    assert!(
+        trousers.real >= 14 && trousers.reconstructed >= 12,
+        "{trousers:?}"
+    );
+}

@@ -10,11 +10,12 @@ use clap::{Args, ValueEnum};
 
 use super::diffusion::{self, DiffusionTrainConfig};
 use super::embedded::{self, EmbeddedArchitecture, TrainedParts};
-use super::fashion_mnist::{CLASS_NAMES, FashionMnist, Split, class_prompt};
+use super::fashion_mnist::{CLASS_NAMES, Colour, FashionMnist, Split, class_prompt};
 use super::meter::{MeterTrainConfig, train_meter};
 use super::modules::{TrainTextEncoder, TrainUNet, TrainVae};
+use crate::engine::config::{VaeJson, read_json};
 use crate::engine::meter::ConceptMeter;
-use crate::engine::model::{DiffusionModel, embedded_model_dir};
+use crate::engine::model::{Component, DiffusionModel, embedded_model_dir};
 use crate::engine::pipeline::{self, SamplingParams};
 use crate::engine::scheduler::SamplerKind;
 use crate::engine::tokenizer::ClipTokenizer;
@@ -32,6 +33,10 @@ pub enum Stage {
     Diffusion,
     /// Only the UNet and text encoder, over the VAE checkpoint in the work folder.
     Unet,
+    /// Only the VAE's decoder, from `--vae-steps` of the work folder's VAE checkpoint on; the
+    /// encoder, and so the latent space and the UNet trained on it, stay as they are, and the
+    /// work folder's UNet and text encoder averages are exported with the new decoder.
+    Decoder,
     /// No training: write a model folder from the checkpoints in the work folder (to look at a
     /// run before it ends).
     Export,
@@ -144,21 +149,32 @@ fn seed_work_from_model(model_dir: &Path, work: &Path, step: usize) -> Result<()
 /// Refuses option combinations that would do something else than asked, before any work.
 fn check_options(args: &TrainArgs) -> Result<()> {
     if args.init_from.is_some() {
-        if args.stage != Stage::Unet {
-            bail!("--init-from continues the UNet stage: add --stage unet");
+        if !matches!(args.stage, Stage::Unet | Stage::Decoder) {
+            bail!("--init-from continues a trained model: add --stage unet or --stage decoder");
         }
         if args.resume {
             bail!("--init-from starts a run and --resume continues one: give only one");
         }
-        if args.init_step >= args.unet_steps {
+        if args.stage == Stage::Unet && args.init_step >= args.unet_steps {
             bail!(
                 "--init-step {} leaves nothing to train: --unet-steps must be larger",
                 args.init_step
             );
         }
     }
-    if !args.oversample.is_empty() && matches!(args.stage, Stage::Meter | Stage::Export) {
-        bail!("--oversample shapes UNet training, which --stage meter and export do not run");
+    if !args.oversample.is_empty()
+        && matches!(args.stage, Stage::Meter | Stage::Export | Stage::Decoder)
+    {
+        bail!(
+            "--oversample shapes UNet training, which --stage meter, export and decoder do not run"
+        );
+    }
+    if args.stage == Stage::Decoder && args.init_from.is_some() && args.init_step >= args.vae_steps
+    {
+        bail!(
+            "--init-step {} leaves the decoder nothing to train: --vae-steps must be larger",
+            args.init_step
+        );
     }
     for (i, (class, _)) in args.oversample.iter().enumerate() {
         if args.oversample[..i].iter().any(|(c, _)| c == class) {
@@ -215,8 +231,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         unet_batch: args.batch,
         limit: args.limit,
         seed: args.seed,
-        resume: args.resume || args.stage == Stage::Unet,
+        resume: args.resume || matches!(args.stage, Stage::Unet | Stage::Decoder),
         oversample: args.oversample.clone(),
+        decoder_only: args.stage == Stage::Decoder,
         ..Default::default()
     };
     let arch = EmbeddedArchitecture::default();
@@ -241,17 +258,34 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         diffusion::vae_test_error(&vae_map, &arch, &test, &device)?
     );
 
-    // A VAE that changed in this run needs a new latent fit; otherwise the run's own stays.
-    let encoded = diffusion::encode_for_unet(
-        &vae_map,
-        &arch,
-        &data,
-        args.seed,
-        &device,
-        &args.work,
-        !vae_trained,
-    )?;
-    let (unet_map, text_map) = if args.stage == Stage::Export {
+    // A VAE that changed in this run needs a new latent fit; otherwise the run's own stays. A
+    // new decoder leaves the latents as they were: nothing is encoded again.
+    let (encoded, fit) = if args.stage == Stage::Decoder {
+        (None, diffusion::load_latent_fit(&args.work)?)
+    } else {
+        let encoded = diffusion::encode_for_unet(
+            &vae_map,
+            &arch,
+            &data,
+            args.seed,
+            &device,
+            &args.work,
+            !vae_trained,
+        )?;
+        let fit = encoded.fit.clone();
+        (Some(encoded), fit)
+    };
+    let (unet_map, text_map) = if let (Stage::Unet | Stage::Diffusion | Stage::All, Some(encoded)) =
+        (args.stage, &encoded)
+    {
+        let (unet, text, report) =
+            diffusion::train_unet(&cfg, &arch, encoded, &tokenizer, &device)?;
+        println!(
+            "unet: loss {:.4} -> {:.4} in {:.0} s",
+            report.first_loss, report.last_loss, report.seconds
+        );
+        (unet, text)
+    } else {
         // Export the weight averages when the run kept them (runs before averaging did not).
         let averaged = args.work.join("unet_ema.safetensors").is_file()
             && args.work.join("text_encoder_ema.safetensors").is_file();
@@ -270,14 +304,6 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             |vb| TrainTextEncoder::new(vb.pp("text_model"), &arch.text_candle()).map(|_| ()),
         )?;
         (unet, text)
-    } else {
-        let (unet, text, report) =
-            diffusion::train_unet(&cfg, &arch, &encoded, &tokenizer, &device)?;
-        println!(
-            "unet: loss {:.4} -> {:.4} in {:.0} s",
-            report.first_loss, report.last_loss, report.seconds
-        );
-        (unet, text)
     };
     embedded::export(
         &arch,
@@ -285,8 +311,8 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             unet: &unet_map,
             vae: &vae_map,
             text_encoder: &text_map,
-            scaling_factor: encoded.fit.scaling_factor,
-            latent_rgb: encoded.fit.latent_rgb.clone(),
+            scaling_factor: fit.scaling_factor,
+            latent_rgb: fit.latent_rgb,
         },
         &cfg.tokenizer_dir,
         &out,
@@ -333,6 +359,70 @@ pub struct EvalArgs {
     /// Fail unless at least this share of all pictures is recognised (0..1).
     #[arg(long)]
     pub require: Option<f32>,
+    /// Also measure the meter on this many real test pictures of each class, as they are and
+    /// after a round trip through the model's VAE: the ceiling a drawing of the class meets.
+    #[arg(long, value_name = "PER_CLASS")]
+    pub reference: Option<usize>,
+    /// Fashion-MNIST folder, for `--reference`.
+    #[arg(long, default_value = super::fashion_mnist::DEFAULT_DIR)]
+    pub data: PathBuf,
+}
+
+/// One class's share of real test pictures the meter recognises, as they are and through the
+/// VAE.
+#[derive(Debug, Clone)]
+pub struct ReferenceScore {
+    /// The class prompt.
+    pub prompt: String,
+    /// Real pictures recognised.
+    pub real: usize,
+    /// Their VAE reconstructions recognised.
+    pub reconstructed: usize,
+    /// Pictures of the class measured.
+    pub total: usize,
+}
+
+/// The meter on the first `per_class` test pictures of every class, tinted through the
+/// palette in turn, and on their reconstructions by `model`'s VAE (encoder mean, decoder).
+pub fn reference_scores(
+    model: &DiffusionModel,
+    meter: &ConceptMeter,
+    test: &FashionMnist,
+    per_class: usize,
+) -> Result<Vec<ReferenceScore>> {
+    let vae_config: VaeJson = read_json(&model.dir.join("vae").join("config.json"))?;
+    let vae = TrainVae::new(
+        model
+            .store(Component::Vae)
+            .var_builder(DType::F32, &model.device),
+        vae_config.in_channels,
+        vae_config.out_channels,
+        &vae_config.to_candle(),
+    )?;
+    let mut scores = Vec::new();
+    for class in 0..CLASS_NAMES.len() {
+        let indices: Vec<usize> = (0..test.len())
+            .filter(|&i| test.label(i) == Some(class))
+            .take(per_class)
+            .collect();
+        if indices.is_empty() {
+            bail!("the test set has no pictures of class {class}");
+        }
+        let tints: Vec<_> = (0..indices.len())
+            .map(|i| Colour::ALL[i % Colour::ALL.len()])
+            .collect();
+        let pictures = test.pictures(&indices, &tints, &model.device)?;
+        let (mean, _) = vae.encode(&pictures.affine(2.0, -1.0)?)?;
+        let decoded = ((vae.decode(&mean)? + 1.0)? / 2.0)?.clamp(0f32, 1f32)?;
+        let hits = |labels: Vec<(usize, f32)>| labels.iter().filter(|(l, _)| *l == class).count();
+        scores.push(ReferenceScore {
+            prompt: class_prompt(class),
+            real: hits(meter.classify(&pictures)?),
+            reconstructed: hits(meter.classify(&decoded)?),
+            total: indices.len(),
+        });
+    }
+    Ok(scores)
 }
 
 /// One class's result in an evaluation.
@@ -411,6 +501,20 @@ pub fn eval(model_dir: &Path, args: &EvalArgs) -> Result<()> {
         share * 100.0,
         worst * 100.0
     );
+    if let Some(per_class) = args.reference {
+        let test = FashionMnist::load(&args.data, Split::Test)?;
+        println!("real test pictures recognised, as they are / through the VAE:");
+        for r in reference_scores(&model, &meter, &test, per_class)? {
+            let pct = |n: usize| 100.0 * n as f64 / r.total as f64;
+            println!(
+                "{:<24} {:5.1}% / {:5.1}% of {}",
+                r.prompt,
+                pct(r.real),
+                pct(r.reconstructed),
+                r.total
+            );
+        }
+    }
     if let Some(required) = args.require
         && share < required
     {

@@ -67,6 +67,9 @@ pub struct DiffusionTrainConfig {
     /// Classes shown more often than the data set holds them: `(class, times)`; a class
     /// the model draws poorly gets more of the UNet's attention this way.
     pub oversample: Vec<(usize, usize)>,
+    /// The VAE stage trains only the decoder (and the 1x1 convolution before it) on the frozen
+    /// encoder's latents, so the latent space, and every UNet trained on it, stays valid.
+    pub decoder_only: bool,
 }
 
 impl Default for DiffusionTrainConfig {
@@ -87,6 +90,7 @@ impl Default for DiffusionTrainConfig {
             caption_dropout: 0.1,
             ema_decay: 0.999,
             oversample: Vec::new(),
+            decoder_only: false,
         }
     }
 }
@@ -184,10 +188,26 @@ pub fn train_vae(
     } else {
         0
     };
+    let (trained, base_lr) = if cfg.decoder_only {
+        let vars = varmap
+            .data()
+            .lock()
+            .map_err(|_| anyhow::anyhow!("VAE weights poisoned"))?;
+        let decoder: Vec<_> = vars
+            .iter()
+            .filter(|(name, _)| {
+                name.starts_with("decoder.") || name.starts_with("post_quant_conv.")
+            })
+            .map(|(_, var)| var.clone())
+            .collect();
+        (decoder, 3e-4)
+    } else {
+        (varmap.all_vars(), 1e-3)
+    };
     let mut opt = AdamW::new(
-        varmap.all_vars(),
+        trained,
         ParamsAdamW {
-            lr: 1e-3,
+            lr: base_lr,
             weight_decay: 0.0,
             ..Default::default()
         },
@@ -203,14 +223,27 @@ pub fn train_vae(
             .collect();
         let (pictures, _) = data.diffusion_batch(&indices, &mut rng, device)?;
         let (mean, logvar) = vae.encode(&pictures)?;
+        let (mean, logvar) = if cfg.decoder_only {
+            (mean.detach(), logvar.detach())
+        } else {
+            (mean, logvar)
+        };
         let logvar = logvar.clamp(-30f32, 20f32)?;
         let eps = noise::gaussian(rng.random(), mean.shape(), device)?;
         let z = (&mean + ((&logvar * 0.5)?.exp()? * eps)?)?;
         let recon = vae.decode(&z)?;
         let rec_loss = (recon - &pictures)?.sqr()?.mean_all()?;
-        // KL to N(0, 1), per latent value, weighted lightly as latent diffusion does.
-        let kl = (((mean.sqr()? + logvar.exp()?)? - 1.0)? - &logvar)?.mean_all()?;
-        let loss = (&rec_loss + (kl * 5e-4)?)?;
+        let loss = if cfg.decoder_only {
+            // A cosine decay to a tenth: the decoder is refined, not relearnt.
+            let progress = (step - start) as f64 / (cfg.vae_steps - start).max(1) as f64;
+            let decay = 0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+            opt.set_learning_rate(base_lr * decay);
+            rec_loss.clone()
+        } else {
+            // KL to N(0, 1), per latent value, weighted lightly as latent diffusion does.
+            let kl = (((mean.sqr()? + logvar.exp()?)? - 1.0)? - &logvar)?.mean_all()?;
+            (&rec_loss + (kl * 5e-4)?)?
+        };
         opt.backward_step(&loss)?;
         let loss = rec_loss.to_scalar::<f32>()?;
         anyhow::ensure!(loss.is_finite(), "VAE loss became {loss} at step {step}");
@@ -227,6 +260,15 @@ pub fn train_vae(
     let report = log.report(cfg.vae_steps.saturating_sub(start), started);
     tracing::info!(?report, "vae trained");
     Ok((varmap, report))
+}
+
+/// The latent fit a run keeps in its work folder (see [`save_latent_fit`]).
+pub fn load_latent_fit(work_dir: &Path) -> Result<LatentFit> {
+    let path = latent_fit_path(work_dir);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("cannot read the latent fit in {}", path.display()))
 }
 
 /// Encodes the training pictures once with the trained VAE.
@@ -518,12 +560,8 @@ pub fn encode_for_unet(
         scaling_factor,
         latent_rgb: embedded::fit_latent_rgb(&latents, &down)?,
     };
-    let path = latent_fit_path(work_dir);
-    if reuse && path.exists() {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        fit = serde_json::from_str(&text)
-            .with_context(|| format!("cannot read the latent fit in {}", path.display()))?;
+    if reuse && latent_fit_path(work_dir).exists() {
+        fit = load_latent_fit(work_dir)?;
         tracing::info!(
             fit.scaling_factor,
             "latent scaling kept from the work folder"
