@@ -113,7 +113,7 @@ pub fn peak_rss_mib() -> Option<f64> {
 /// `bench --part`: loads the model, runs the part once to warm up, times `runs` more, and
 /// prints `{"part", "size", "ms" (median), "runs", "peak_rss_mib"}` as one JSON line.
 fn run_part(model_dir: &Path, args: &BenchArgs, part: Part) -> Result<()> {
-    use candle_core::{DType, Tensor};
+    use candle_core::DType;
     let mut model = DiffusionModel::load(model_dir, &Device::Cpu)?;
     if matches!(part, Part::Mix | Part::Knockout) {
         return time_edit(&mut model, args, part);
@@ -128,13 +128,18 @@ fn run_part(model_dir: &Path, args: &BenchArgs, part: Part) -> Result<()> {
     let latents =
         crate::engine::noise::gaussian(1, (1, model.latent_channels, side, side), &model.device)?;
     let prompt = "a photograph of an astronaut riding a horse";
-    let (conditioning, _) = model.encode_prompts(&["", prompt])?;
+    let (conditioning, _) = model.encode_prompts(&[prompt])?;
+    let (empty, _) = model.encode_prompts(&[""])?;
     let timestep = 500.0;
+    // The pipeline's own choice of UNet, prepared once as a run prepares it.
+    let unet = (part == Part::Unet)
+        .then(|| pipeline::GuidedUNet::for_run(&model, &conditioning, Some(&empty), (side, side)))
+        .transpose()?;
     let once = || -> Result<()> {
         match part {
             Part::Unet => {
-                let xs = Tensor::cat(&[&latents, &latents], 0)?;
-                let out = model.unet.forward(&xs, timestep, &conditioning)?;
+                let unet = unet.as_ref().context("the UNet was not prepared")?;
+                let out = unet.predict(&latents, timestep, 7.5)?;
                 out.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()?;
             }
             Part::Vae => {
@@ -160,6 +165,7 @@ fn run_part(model_dir: &Path, args: &BenchArgs, part: Part) -> Result<()> {
         "ms": median(times).as_secs_f64() * 1e3,
         "runs": args.runs.max(1),
         "peak_rss_mib": peak_rss_mib(),
+        "unet": unet.as_ref().map(|u| if u.is_own() { "own" } else { "candle" }),
     });
     println!("{line}");
     Ok(())

@@ -172,23 +172,11 @@ pub fn denoise(
         None
     };
 
-    let own = OwnUNet::for_run(model, conditioning, empty.as_ref(), (h, w))?;
+    let unet = GuidedUNet::for_run(model, conditioning, empty.as_ref(), (h, w))?;
     let mut latents = (initial * sampler.init_noise_sigma()).stage("denoise")?;
     for (index, &timestep) in sampler.timesteps().iter().enumerate() {
         let input = sampler.scale_model_input(&latents, index)?;
-        let output = match &own {
-            Some(own) => own.predict(&input, timestep, params.guidance_scale)?,
-            None => predict(
-                model,
-                &UNetStep {
-                    latents: &input,
-                    timestep,
-                    conditioning,
-                    empty: empty.as_ref(),
-                    guidance_scale: params.guidance_scale,
-                },
-            )?,
-        };
+        let output = unet.predict(&input, timestep, params.guidance_scale)?;
 
         let step_noise = if sampler.needs_step_noise(index) {
             let per_image = seeds
@@ -215,6 +203,56 @@ pub fn denoise(
         }
     }
     Ok(latents)
+}
+
+/// A run's UNet: the project's own where it takes the model and the latent size (see
+/// [`CpuUNet`]), else candle's module; either way one prediction per step with guidance.
+pub struct GuidedUNet<'a> {
+    model: &'a DiffusionModel,
+    /// `[B, 77, dim]`.
+    conditioning: &'a Tensor,
+    /// The empty prompt's `[1, 77, dim]`, when guidance runs.
+    empty: Option<&'a Tensor>,
+    own: Option<OwnUNet<'a>>,
+}
+
+impl<'a> GuidedUNet<'a> {
+    /// Prepares a run over latents of `h x w` cells: the own UNet's weights and contexts.
+    pub fn for_run(
+        model: &'a DiffusionModel,
+        conditioning: &'a Tensor,
+        empty: Option<&'a Tensor>,
+        (h, w): (usize, usize),
+    ) -> Result<Self> {
+        Ok(Self {
+            model,
+            conditioning,
+            empty,
+            own: OwnUNet::for_run(model, conditioning, empty, (h, w))?,
+        })
+    }
+
+    /// Whether the project's own UNet computes this run.
+    pub fn is_own(&self) -> bool {
+        self.own.is_some()
+    }
+
+    /// The guided prediction for latents `[B, C, h, w]` at `timestep`.
+    pub fn predict(&self, latents: &Tensor, timestep: f64, guidance_scale: f64) -> Result<Tensor> {
+        match &self.own {
+            Some(own) => own.predict(latents, timestep, guidance_scale),
+            None => predict(
+                self.model,
+                &UNetStep {
+                    latents,
+                    timestep,
+                    conditioning: self.conditioning,
+                    empty: self.empty,
+                    guidance_scale,
+                },
+            ),
+        }
+    }
 }
 
 /// The guided UNet output for a batch, from candle's module (small latents on the CPU go

@@ -27,15 +27,17 @@ use super::weights::WeightStore;
 use kernels::{Grid, Mat};
 use packed::Packed;
 
-/// UNets with at most this many weights go through this UNet: every run copies them (see
-/// [`Weights`]), which is nothing for the embedded model's 1.7 million and too much for SD's
-/// 860 million, whose small pictures gain little here anyway.
+/// UNets with at most this many weights go through this UNet: every run copies and packs them
+/// (see [`Weights`]), which is nothing for the embedded model's 1.7 million. SD 1.5's 860
+/// million take about ten seconds a run and 3.4 GB more memory, more than its faster steps
+/// (about half of candle's at 256x256) win back in a short run; see the README.
 pub const MAX_WEIGHTS: usize = 50_000_000;
 
-/// Latents up to this many cells per picture go through this UNet (16 x 16: the embedded
-/// model's 8 x 8 and SD's up to 128 pixels); larger ones stay with candle, whose convolutions
-/// and matrix products are then large enough to run well.
-pub const MAX_CELLS: usize = 16 * 16;
+/// Latents up to this many cells per picture go through this UNet (128 x 128: pictures up to
+/// 1024 pixels); a self-attention over more cells would hold over a gigabyte of scores per
+/// head. Large products are cut into cache-sized passes and shared out over the cores (see
+/// `packed`).
+pub const MAX_CELLS: usize = 128 * 128;
 
 /// The network's shape, taken from the same config candle's module is built from.
 #[derive(Debug, Clone)]

@@ -17,6 +17,22 @@ const PANEL: usize = 16;
 /// Rows per tile: six rows of two vectors keep twelve accumulators in the sixteen registers.
 const TILE_ROWS: usize = 6;
 
+/// Inputs per pass when a weight is too large to stay in the core's cache: a pass over
+/// `INPUT_BLOCK` inputs of [`COLUMN_BLOCK`] columns reads 256 KiB of weights, which stay in L2
+/// while every row tile goes by. Between passes a tile's sums are stored and reloaded, which
+/// leaves each sum's order, and so its value, as it is.
+const INPUT_BLOCK: usize = 256;
+
+/// Output columns per pass (sixteen panels); see [`INPUT_BLOCK`].
+const COLUMN_BLOCK: usize = 16 * PANEL;
+
+/// Weights up to this many values are read in one pass (the embedded model's largest, a
+/// 3x3 convolution from 128 to 64 channels, holds 74K).
+const ONE_PASS_VALUES: usize = 160 * 1024;
+
+/// Products of at least this many multiply-adds share their rows out over the thread pool.
+const PARALLEL_WORK: usize = 64 << 20;
+
 /// A weight `[inputs, outputs]` (the transposed layout of `Weights`) packed by panels of
 /// [`PANEL`] output columns, the last padded with zeros.
 #[derive(Debug, Clone)]
@@ -62,8 +78,9 @@ impl Packed {
         self.outputs
     }
 
-    fn panel(&self, p: usize) -> &[f32] {
-        &self.values[p * self.inputs * PANEL..][..self.inputs * PANEL]
+    /// Inputs `inputs` of panel `p`.
+    fn panel(&self, p: usize, inputs: std::ops::Range<usize>) -> &[f32] {
+        &self.values[(p * self.inputs + inputs.start) * PANEL..][..inputs.len() * PANEL]
     }
 }
 
@@ -102,63 +119,123 @@ pub fn matmul(
                 .is_some_and(|end| end <= out.len()),
         "packed matmul: a row outside its slice"
     );
-    for first in (0..rows).step_by(TILE_ROWS) {
-        let count = TILE_ROWS.min(rows - first);
-        let tile = Tile {
-            xs: &xs[first * xs_stride..],
-            xs_stride,
-            rows: count,
-            k,
+    let product = Product {
+        xs,
+        xs_stride,
+        w,
+        accumulate,
+        out_stride,
+    };
+    let work = rows.saturating_mul(k).saturating_mul(n);
+    let threads = rayon::current_num_threads();
+    if work >= PARALLEL_WORK && threads > 1 {
+        // Whole tiles to each thread: a row's sums are the same whoever computes them.
+        use rayon::prelude::*;
+        let per_thread = rows.div_ceil(threads).div_ceil(TILE_ROWS) * TILE_ROWS;
+        out.par_chunks_mut(per_thread * out_stride)
+            .enumerate()
+            .for_each(|(i, out)| {
+                let first = i * per_thread;
+                product.rows(out, first, per_thread.min(rows - first));
+            });
+    } else {
+        product.rows(out, 0, rows);
+    }
+}
+
+/// One matrix product's operands.
+struct Product<'a> {
+    xs: &'a [f32],
+    xs_stride: usize,
+    w: &'a Packed,
+    accumulate: bool,
+    out_stride: usize,
+}
+
+impl Product<'_> {
+    /// Rows `first..first + count` into `out`, whose first row is row `first`.
+    fn rows(&self, out: &mut [f32], first: usize, count: usize) {
+        let (k, n) = (self.w.inputs, self.w.outputs);
+        let (input_block, column_block) = if k * n <= ONE_PASS_VALUES {
+            (k.max(1), n.div_ceil(PANEL) * PANEL)
+        } else {
+            (INPUT_BLOCK, COLUMN_BLOCK)
         };
-        let out = &mut out[first * out_stride..];
-        match count {
-            6 => tile_all_panels::<6>(out, out_stride, &tile, w, accumulate),
-            5 => tile_all_panels::<5>(out, out_stride, &tile, w, accumulate),
-            4 => tile_all_panels::<4>(out, out_stride, &tile, w, accumulate),
-            3 => tile_all_panels::<3>(out, out_stride, &tile, w, accumulate),
-            2 => tile_all_panels::<2>(out, out_stride, &tile, w, accumulate),
-            _ => tile_all_panels::<1>(out, out_stride, &tile, w, accumulate),
+        for start in (0..k.max(1)).step_by(input_block) {
+            let inputs = start..(start + input_block).min(k);
+            // Sums start from `out` where asked, and from the previous pass after the first.
+            let pass = Pass {
+                w: self.w,
+                panels: 0..0,
+                from_out: self.accumulate || start > 0,
+                out_stride: self.out_stride,
+            };
+            for columns in (0..n).step_by(column_block) {
+                let pass = Pass {
+                    panels: columns / PANEL..(columns + column_block).min(n).div_ceil(PANEL),
+                    ..pass
+                };
+                for tile_first in (0..count).step_by(TILE_ROWS) {
+                    let tile = Tile {
+                        xs: &self.xs[(first + tile_first) * self.xs_stride..],
+                        xs_stride: self.xs_stride,
+                        inputs: inputs.clone(),
+                    };
+                    let out = &mut out[tile_first * self.out_stride..];
+                    match TILE_ROWS.min(count - tile_first) {
+                        6 => pass.tile::<6>(out, &tile),
+                        5 => pass.tile::<5>(out, &tile),
+                        4 => pass.tile::<4>(out, &tile),
+                        3 => pass.tile::<3>(out, &tile),
+                        2 => pass.tile::<2>(out, &tile),
+                        _ => pass.tile::<1>(out, &tile),
+                    }
+                }
+            }
         }
     }
 }
 
-/// Up to [`TILE_ROWS`] rows of the left operand.
+/// Up to [`TILE_ROWS`] rows of the left operand, over some of its inputs.
 struct Tile<'a> {
     xs: &'a [f32],
     xs_stride: usize,
-    rows: usize,
-    k: usize,
+    inputs: std::ops::Range<usize>,
 }
 
 impl Tile<'_> {
     fn row(&self, r: usize) -> &[f32] {
-        &self.xs[r * self.xs_stride..][..self.k]
+        &self.xs[r * self.xs_stride..][self.inputs.clone()]
     }
 }
 
-/// One tile of `R` rows against every panel.
-fn tile_all_panels<const R: usize>(
-    out: &mut [f32],
+/// Some panels of a weight, over a tile's inputs.
+#[derive(Clone)]
+struct Pass<'a> {
+    w: &'a Packed,
+    panels: std::ops::Range<usize>,
+    from_out: bool,
     out_stride: usize,
-    tile: &Tile,
-    w: &Packed,
-    accumulate: bool,
-) {
-    debug_assert_eq!(tile.rows, R);
-    let rows: [&[f32]; R] = std::array::from_fn(|r| tile.row(r));
-    for p in 0..w.outputs.div_ceil(PANEL) {
-        let first = p * PANEL;
-        let width = PANEL.min(w.outputs - first);
-        // The tile's outputs in this panel, padded to full width.
-        let mut acc = [[0.0f32; PANEL]; R];
-        if accumulate {
-            for (r, a) in acc.iter_mut().enumerate() {
-                a[..width].copy_from_slice(&out[r * out_stride + first..][..width]);
+}
+
+impl Pass<'_> {
+    /// One tile of `R` rows against the pass's panels.
+    fn tile<const R: usize>(&self, out: &mut [f32], tile: &Tile) {
+        let rows: [&[f32]; R] = std::array::from_fn(|r| tile.row(r));
+        for p in self.panels.clone() {
+            let first = p * PANEL;
+            let width = PANEL.min(self.w.outputs - first);
+            // The tile's outputs in this panel, padded to full width.
+            let mut acc = [[0.0f32; PANEL]; R];
+            if self.from_out {
+                for (r, a) in acc.iter_mut().enumerate() {
+                    a[..width].copy_from_slice(&out[r * self.out_stride + first..][..width]);
+                }
             }
-        }
-        panel_product(&mut acc, &rows, w.panel(p));
-        for (r, a) in acc.iter().enumerate() {
-            out[r * out_stride + first..][..width].copy_from_slice(&a[..width]);
+            panel_product(&mut acc, &rows, self.w.panel(p, tile.inputs.clone()));
+            for (r, a) in acc.iter().enumerate() {
+                out[r * self.out_stride + first..][..width].copy_from_slice(&a[..width]);
+            }
         }
     }
 }
@@ -250,6 +327,8 @@ mod tests {
             (13, 64, 17),
             (64, 576, 64),
             (6, 9, 33),
+            // Several input and column passes (a weight past ONE_PASS_VALUES).
+            (8, 600, 300),
         ] {
             let (xs, w) = (values(rows * k, 1), values(k * n, 2));
             let packed = Packed::new(&w, k, n);
@@ -290,7 +369,7 @@ mod tests {
             assert_eq!(one, all[first * n..][..n]);
         }
         let mut portable = [[0.0; PANEL]; 1];
-        panel_product_portable(&mut portable, &[&xs[17 * k..][..k]], packed.panel(0));
+        panel_product_portable(&mut portable, &[&xs[17 * k..][..k]], packed.panel(0, 0..k));
         assert_eq!(portable[0], all[17 * n..][..PANEL]);
     }
 

@@ -59,6 +59,13 @@ fn embedded_unet_matches_candles() {
         let gap = gap(&model, timestep);
         assert!(gap < 1e-4, "t={timestep}: relative gap {gap}");
     }
+    // A 256-pixel picture: 4096 cells, products past one pass and over both cores.
+    {
+        let large = gaussian(4, (1, 4, 64, 64), &Device::Cpu).unwrap();
+        let store = model.store(Component::Unet);
+        let gap = compare(&cpu, &model.unet, store, &large, &conditioning, 500.0);
+        assert!(gap < 1e-4, "64x64: relative gap {gap}");
+    }
 
     // An edit written into the store is seen by the next snapshot, as by candle's module.
     let name = "down_blocks.0.resnets.0.conv1.weight";
@@ -150,7 +157,7 @@ fn random_unets_match_candles() {
             );
         }
         assert!(!cpu.takes(6, 6), "sides must halve evenly twice");
-        assert!(!cpu.takes(32, 32), "large latents stay with candle");
+        assert!(!cpu.takes(256, 256), "huge latents stay with candle");
     }
 }
 
