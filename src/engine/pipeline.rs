@@ -334,7 +334,7 @@ fn predict_chunked(model: &DiffusionModel, step: &UNetStep) -> candle_core::Resu
 /// conditioning with its cross-attention keys and values computed once.
 struct OwnUNet<'a> {
     unet: &'a CpuUNet,
-    weights: Weights,
+    weights: std::sync::Arc<Weights>,
     /// The empty prompt's, when guidance runs.
     empty: Option<Context>,
     /// One per image.
@@ -352,7 +352,7 @@ impl<'a> OwnUNet<'a> {
         let Some(unet) = model.cpu_unet.as_ref().filter(|u| u.takes(h, w)) else {
             return Ok(None);
         };
-        let weights = Weights::snapshot(model.store(Component::Unet))?;
+        let weights = unet.weights(model.store(Component::Unet))?;
         let empty = empty.map(|e| unet.prepare(&weights, e)).transpose()?;
         let contexts = (0..conditioning.dim(0).stage("unet context")?)
             .map(|image| {

@@ -34,6 +34,17 @@ pub struct WeightStore {
     loaded_stats: HashMap<String, Stats>,
     /// Names in the source file, when they differ from the store's.
     checkpoint_names: Option<CheckpointNames>,
+    /// This store among all stores of the process, and how many edits it has seen: together
+    /// they name the weights as they are now (see [`WeightStore::version`]).
+    id: u64,
+    edits: u64,
+}
+
+/// The weights of one store between two edits: equal versions hold equal values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreVersion {
+    store: u64,
+    edits: u64,
 }
 
 impl WeightStore {
@@ -83,6 +94,11 @@ impl WeightStore {
             originals: HashMap::new(),
             loaded_stats: HashMap::new(),
             checkpoint_names: None,
+            id: {
+                static STORES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                STORES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            },
+            edits: 0,
         })
     }
 
@@ -159,8 +175,18 @@ impl WeightStore {
         Ok(stats)
     }
 
+    /// The weights as they are now: it changes with every edit and undo, so whatever was
+    /// computed from the weights at one version (a copy, a packing) still holds at the same.
+    pub fn version(&self) -> StoreVersion {
+        StoreVersion {
+            store: self.id,
+            edits: self.edits,
+        }
+    }
+
     /// Overwrites a tensor in place, keeping the original for [`WeightStore::restore`].
     pub fn set(&mut self, name: &str, value: &Tensor) -> Result<()> {
+        self.edits += 1;
         let var = self.var(name)?.clone();
         if var.shape() != value.shape() {
             return Err(EngineError::TensorShape {
@@ -192,6 +218,7 @@ impl WeightStore {
         name: &str,
         write: impl FnOnce(&Tensor, &Tensor) -> candle_core::Result<bool>,
     ) -> Result<bool> {
+        self.edits += 1;
         let var = self.var(name)?.clone();
         let original = self.keep_original(name, &var)?;
         write(&original, var.as_tensor()).map_err(|source| EngineError::Candle {
@@ -234,6 +261,7 @@ impl WeightStore {
         let (Some(original), Some(var)) = (self.originals.remove(name), self.vars.get(name)) else {
             return Ok(false);
         };
+        self.edits += 1;
         var.set(&original).map_err(|source| EngineError::Candle {
             stage: "undo edit",
             source,

@@ -18,20 +18,20 @@ mod kernels;
 mod packed;
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use candle_core::Tensor;
 use candle_transformers::models::stable_diffusion::unet_2d::UNet2DConditionModelConfig;
 
 use super::error::{CandleContext, EngineError, Result};
-use super::weights::WeightStore;
+use super::weights::{StoreVersion, WeightStore};
 use kernels::{Grid, Mat};
 use packed::Packed;
 
-/// UNets with at most this many weights go through this UNet: every run copies and packs them
-/// (see [`Weights`]), which is nothing for the embedded model's 1.7 million. SD 1.5's 860
-/// million take about ten seconds a run and 3.4 GB more memory, more than its faster steps
-/// (about half of candle's at 256x256) win back in a short run; see the README.
-pub const MAX_WEIGHTS: usize = 50_000_000;
+/// UNets with at most this many weights go through this UNet (SD 1.x and 2.x hold about 865
+/// million). Their packing (see [`CpuUNet::weights`]) is a second copy of the weights in memory,
+/// 3.4 GB for those, made once per version of the store.
+pub const MAX_WEIGHTS: usize = 2_000_000_000;
 
 /// Latents up to this many cells per picture go through this UNet (128 x 128: pictures up to
 /// 1024 pixels); a self-attention over more cells would hold over a gigabyte of scores per
@@ -44,6 +44,17 @@ pub const MAX_CELLS: usize = 128 * 128;
 pub struct CpuUNet {
     config: UNet2DConditionModelConfig,
     out_channels: usize,
+    packed: PackedCache,
+}
+
+/// The latest [`Weights`] packed, with the store version they were packed from.
+#[derive(Clone, Default)]
+struct PackedCache(Arc<Mutex<Option<(StoreVersion, Arc<Weights>)>>>);
+
+impl std::fmt::Debug for PackedCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PackedCache")
+    }
 }
 
 /// Resnets inside candle-transformers' down and up blocks normalise over 32 groups whatever
@@ -75,13 +86,17 @@ impl Weights {
                 .stage("unet weights")?;
             match dims.as_slice() {
                 &[outputs, inputs] => {
-                    let by_input = kernels::transpose(&flat, outputs, inputs);
-                    matrices.insert(name.to_string(), Packed::new(&by_input, inputs, outputs));
+                    let packed = Packed::from_fn(inputs, outputs, |i, o| flat[o * inputs + i]);
+                    matrices.insert(name.to_string(), packed);
                 }
                 &[outputs, inputs, kh, kw] => {
-                    let by_tap = conv_by_tap(&flat, outputs, inputs, kh * kw);
-                    let taps = inputs * kh * kw;
-                    matrices.insert(name.to_string(), Packed::new(&by_tap, taps, outputs));
+                    // Row `tap * inputs + c` of the packed matrix is channel c at that tap.
+                    let taps = kh * kw;
+                    let packed = Packed::from_fn(inputs * taps, outputs, |row, o| {
+                        let (tap, c) = (row / inputs, row % inputs);
+                        flat[(o * inputs + c) * taps + tap]
+                    });
+                    matrices.insert(name.to_string(), packed);
                 }
                 [_] => {
                     vectors.insert(name.to_string(), flat);
@@ -114,19 +129,6 @@ fn missing(name: &str) -> EngineError {
     ))
 }
 
-/// A convolution weight `[out, in, taps]` as rows `(tap, in)` of `out` values.
-fn conv_by_tap(flat: &[f32], outputs: usize, inputs: usize, taps: usize) -> Vec<f32> {
-    let mut out = vec![0.0; flat.len()];
-    for (o, filter) in flat.chunks_exact(inputs * taps).enumerate() {
-        for (c, channel) in filter.chunks_exact(taps).enumerate() {
-            for (tap, v) in channel.iter().enumerate() {
-                out[(tap * inputs + c) * outputs + o] = *v;
-            }
-        }
-    }
-    out
-}
-
 /// One conditioning prepared for a run: the keys and values of every cross-attention.
 pub struct Context {
     /// Keys and values, `[tokens, inner]` each, by the attention's weight prefix.
@@ -150,7 +152,26 @@ impl CpuUNet {
         supported.then(|| Self {
             config: config.clone(),
             out_channels,
+            packed: PackedCache::default(),
         })
+    }
+
+    /// The store's weights packed for this UNet: packed again only after the store changed
+    /// (an edit or an undo), so runs between edits share one packing, which for SD's 860
+    /// million weights takes seconds.
+    pub fn weights(&self, store: &WeightStore) -> Result<Arc<Weights>> {
+        let version = store.version();
+        let mut cached = self.packed.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((packed_from, weights)) = cached.as_ref()
+            && *packed_from == version
+        {
+            return Ok(Arc::clone(weights));
+        }
+        // Let the old packing go before the new one is made (a run may still hold it).
+        *cached = None;
+        let weights = Arc::new(Weights::snapshot(store)?);
+        *cached = Some((version, Arc::clone(&weights)));
+        Ok(weights)
     }
 
     /// Whether a latent of `height x width` cells goes through this UNet.

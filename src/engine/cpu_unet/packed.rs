@@ -47,18 +47,24 @@ impl Packed {
     ///
     /// # Panics
     /// When `weight_t` does not hold `inputs * outputs` values.
+    #[cfg(test)]
     pub fn new(weight_t: &[f32], inputs: usize, outputs: usize) -> Self {
         assert_eq!(weight_t.len(), inputs * outputs, "packed weight shape");
+        Self::from_fn(inputs, outputs, |i, o| weight_t[i * outputs + o])
+    }
+
+    /// Packs the weight whose value from input `i` to output `o` is `value(i, o)`, read once
+    /// each, straight from a checkpoint's own layout.
+    pub fn from_fn(inputs: usize, outputs: usize, value: impl Fn(usize, usize) -> f32) -> Self {
         let panels = outputs.div_ceil(PANEL);
         let mut values = vec![0.0; panels * inputs * PANEL];
-        for (p, panel) in values.chunks_exact_mut(inputs * PANEL).enumerate() {
+        for (p, panel) in values.chunks_exact_mut(inputs * PANEL.max(1)).enumerate() {
             let first = p * PANEL;
             let width = PANEL.min(outputs - first);
-            for (row, slot) in weight_t
-                .chunks_exact(outputs)
-                .zip(panel.chunks_exact_mut(PANEL))
-            {
-                slot[..width].copy_from_slice(&row[first..first + width]);
+            for (i, slot) in panel.chunks_exact_mut(PANEL).enumerate() {
+                for (j, v) in slot[..width].iter_mut().enumerate() {
+                    *v = value(i, first + j);
+                }
             }
         }
         Self {
@@ -66,6 +72,12 @@ impl Packed {
             inputs,
             outputs,
         }
+    }
+
+    /// Whether every weight is zero (a knocked-out layer).
+    #[cfg(test)]
+    pub fn is_zero(&self) -> bool {
+        self.values.iter().all(|v| *v == 0.0)
     }
 
     /// Inputs per output (the product's inner dimension).

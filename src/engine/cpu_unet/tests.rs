@@ -1,5 +1,6 @@
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -74,6 +75,40 @@ fn embedded_unet_matches_candles() {
     model.store_mut(Component::Unet).set(name, &zeros).unwrap();
     let after = gap(&model, 500.0);
     assert!(after < 1e-4, "after a knockout: relative gap {after}");
+}
+
+#[test]
+fn a_packing_serves_until_the_store_changes() {
+    let mut model = DiffusionModel::load(&embedded_model_dir(), &Device::Cpu).unwrap();
+    let cpu = model.cpu_unet.clone().unwrap();
+    let name = "down_blocks.0.resnets.0.conv1.weight";
+    let packed = |model: &DiffusionModel| cpu.weights(model.store(Component::Unet)).unwrap();
+    let first = packed(&model);
+    assert!(Arc::ptr_eq(&first, &packed(&model)), "nothing changed");
+
+    let zeros = model
+        .store(Component::Unet)
+        .get(name)
+        .unwrap()
+        .zeros_like()
+        .unwrap();
+    model.store_mut(Component::Unet).set(name, &zeros).unwrap();
+    let knocked_out = packed(&model);
+    assert!(!Arc::ptr_eq(&first, &knocked_out));
+    assert!(knocked_out.matrix(name).unwrap().is_zero());
+    assert!(!first.matrix(name).unwrap().is_zero());
+
+    model.store_mut(Component::Unet).restore(name).unwrap();
+    let restored = packed(&model);
+    assert!(
+        !Arc::ptr_eq(&knocked_out, &restored),
+        "an undo is a change too"
+    );
+    assert!(!restored.matrix(name).unwrap().is_zero());
+
+    // Another model's store, even with the same weights, is packed for itself.
+    let other = DiffusionModel::load(&embedded_model_dir(), &Device::Cpu).unwrap();
+    assert!(!Arc::ptr_eq(&restored, &packed(&other)));
 }
 
 /// A random UNet with every option the CPU path follows: a block without attention, a
