@@ -38,6 +38,8 @@ pub struct WeightStore {
     /// they name the weights as they are now (see [`WeightStore::version`]).
     id: u64,
     edits: u64,
+    /// The edit count at each tensor's latest edit or undo.
+    last_edit: HashMap<String, u64>,
 }
 
 /// The weights of one store between two edits: equal versions hold equal values.
@@ -99,6 +101,7 @@ impl WeightStore {
                 STORES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             },
             edits: 0,
+            last_edit: HashMap::new(),
         })
     }
 
@@ -184,9 +187,21 @@ impl WeightStore {
         }
     }
 
+    /// Whether tensor `name` may differ from what it was at `version` (always, for another
+    /// store's version).
+    pub fn changed_since(&self, version: StoreVersion, name: &str) -> bool {
+        version.store != self.id || self.last_edit.get(name).is_some_and(|&e| e > version.edits)
+    }
+
+    /// Counts an edit or undo of `name`.
+    fn count_edit(&mut self, name: &str) {
+        self.edits += 1;
+        self.last_edit.insert(name.to_string(), self.edits);
+    }
+
     /// Overwrites a tensor in place, keeping the original for [`WeightStore::restore`].
     pub fn set(&mut self, name: &str, value: &Tensor) -> Result<()> {
-        self.edits += 1;
+        self.count_edit(name);
         let var = self.var(name)?.clone();
         if var.shape() != value.shape() {
             return Err(EngineError::TensorShape {
@@ -218,7 +233,7 @@ impl WeightStore {
         name: &str,
         write: impl FnOnce(&Tensor, &Tensor) -> candle_core::Result<bool>,
     ) -> Result<bool> {
-        self.edits += 1;
+        self.count_edit(name);
         let var = self.var(name)?.clone();
         let original = self.keep_original(name, &var)?;
         write(&original, var.as_tensor()).map_err(|source| EngineError::Candle {
@@ -258,10 +273,11 @@ impl WeightStore {
 
     /// Writes a tensor's original value back; returns whether it had been edited.
     pub fn restore(&mut self, name: &str) -> Result<bool> {
-        let (Some(original), Some(var)) = (self.originals.remove(name), self.vars.get(name)) else {
+        let vars = Arc::clone(&self.vars);
+        let (Some(original), Some(var)) = (self.originals.remove(name), vars.get(name)) else {
             return Ok(false);
         };
-        self.edits += 1;
+        self.count_edit(name);
         var.set(&original).map_err(|source| EngineError::Candle {
             stage: "undo edit",
             source,

@@ -49,7 +49,12 @@ pub struct CpuUNet {
 
 /// The latest [`Weights`] packed, with the store version they were packed from.
 #[derive(Clone, Default)]
-struct PackedCache(Arc<Mutex<Option<(StoreVersion, Arc<Weights>)>>>);
+struct PackedCache(Arc<Mutex<Option<Packing>>>);
+
+struct Packing {
+    version: StoreVersion,
+    weights: Arc<Weights>,
+}
 
 impl std::fmt::Debug for PackedCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -68,15 +73,32 @@ const BLOCK_RESNET_GROUPS: usize = 32;
 /// `[out, in]` as `[in, out]`, a convolution's `[out, in, kh, kw]` as `[(ky, kx, in), out]`,
 /// the order in which `kernels::conv3x3` gathers a neighbourhood.
 pub struct Weights {
-    vectors: HashMap<String, Vec<f32>>,
-    matrices: HashMap<String, Packed>,
+    vectors: HashMap<String, Arc<Vec<f32>>>,
+    matrices: HashMap<String, Arc<Packed>>,
 }
 
 impl Weights {
-    /// Copies every tensor of the store (with its current edits) into plain `f32` values.
-    pub fn snapshot(store: &WeightStore) -> Result<Self> {
+    /// Copies every tensor of the store (with its current edits) into plain `f32` values,
+    /// taking over from `previous` (weights read at that store version) every tensor not
+    /// edited since.
+    pub fn snapshot(
+        store: &WeightStore,
+        previous: Option<(StoreVersion, &Weights)>,
+    ) -> Result<Self> {
         let (mut vectors, mut matrices) = (HashMap::new(), HashMap::new());
         for name in store.names() {
+            if let Some((version, previous)) = previous
+                && !store.changed_since(version, name)
+            {
+                if let Some(vector) = previous.vectors.get(name) {
+                    vectors.insert(name.to_string(), Arc::clone(vector));
+                    continue;
+                }
+                if let Some(matrix) = previous.matrices.get(name) {
+                    matrices.insert(name.to_string(), Arc::clone(matrix));
+                    continue;
+                }
+            }
             let tensor = store.get(name).ok_or_else(|| store.missing(name))?;
             let dims = tensor.dims().to_vec();
             let flat = tensor
@@ -87,7 +109,7 @@ impl Weights {
             match dims.as_slice() {
                 &[outputs, inputs] => {
                     let packed = Packed::from_fn(inputs, outputs, |i, o| flat[o * inputs + i]);
-                    matrices.insert(name.to_string(), packed);
+                    matrices.insert(name.to_string(), Arc::new(packed));
                 }
                 &[outputs, inputs, kh, kw] => {
                     // Row `tap * inputs + c` of the packed matrix is channel c at that tap.
@@ -96,10 +118,10 @@ impl Weights {
                         let (tap, c) = (row / inputs, row % inputs);
                         flat[(o * inputs + c) * taps + tap]
                     });
-                    matrices.insert(name.to_string(), packed);
+                    matrices.insert(name.to_string(), Arc::new(packed));
                 }
                 [_] => {
-                    vectors.insert(name.to_string(), flat);
+                    vectors.insert(name.to_string(), Arc::new(flat));
                 }
                 _ => {
                     return Err(EngineError::InvalidRequest(format!(
@@ -114,12 +136,15 @@ impl Weights {
     fn get(&self, name: &str) -> Result<&[f32]> {
         self.vectors
             .get(name)
-            .map(Vec::as_slice)
+            .map(|v| v.as_slice())
             .ok_or_else(|| missing(name))
     }
 
     fn matrix(&self, name: &str) -> Result<&Packed> {
-        self.matrices.get(name).ok_or_else(|| missing(name))
+        self.matrices
+            .get(name)
+            .map(Arc::as_ref)
+            .ok_or_else(|| missing(name))
     }
 }
 
@@ -156,21 +181,26 @@ impl CpuUNet {
         })
     }
 
-    /// The store's weights packed for this UNet: packed again only after the store changed
-    /// (an edit or an undo), so runs between edits share one packing, which for SD's 860
-    /// million weights takes seconds.
+    /// The store's weights packed for this UNet. Runs between two edits share one packing,
+    /// and after an edit or an undo only the tensors it touched are packed again: for SD's 860
+    /// million weights a whole packing takes seconds, one module's a few milliseconds.
     pub fn weights(&self, store: &WeightStore) -> Result<Arc<Weights>> {
         let version = store.version();
         let mut cached = self.packed.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((packed_from, weights)) = cached.as_ref()
-            && *packed_from == version
+        if let Some(packing) = cached.as_ref()
+            && packing.version == version
         {
-            return Ok(Arc::clone(weights));
+            return Ok(Arc::clone(&packing.weights));
         }
-        // Let the old packing go before the new one is made (a run may still hold it).
-        *cached = None;
-        let weights = Arc::new(Weights::snapshot(store)?);
-        *cached = Some((version, Arc::clone(&weights)));
+        let previous = cached.take();
+        let weights = Arc::new(Weights::snapshot(
+            store,
+            previous.as_ref().map(|p| (p.version, p.weights.as_ref())),
+        )?);
+        *cached = Some(Packing {
+            version,
+            weights: Arc::clone(&weights),
+        });
         Ok(weights)
     }
 
