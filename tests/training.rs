@@ -191,6 +191,18 @@ fn a_decoder_run_keeps_the_encoder_unet_and_latent_space() {
     };
     let error = train(&nothing).unwrap_err().to_string();
     assert!(error.contains("--vae-steps must be larger"), "{error}");
+
+    // A work folder without a finished run to refine is refused before any work.
+    let empty = TrainArgs {
+        vae_steps: 900,
+        work: work.path().join("empty"),
+        init_from: None,
+        init_step: 0,
+        ..nothing
+    };
+    let error = train(&empty).unwrap_err().to_string();
+    assert!(error.contains("holds no VAE checkpoint"), "{error}");
+    assert!(!work.path().join("empty/vae.safetensors").exists());
 }
 
 #[test]

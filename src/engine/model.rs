@@ -87,8 +87,8 @@ pub struct DiffusionModel {
     pub text_encoder: TextEncoder,
     /// The denoiser.
     pub unet: UNet2DConditionModel,
-    /// The same denoiser computed without candle, for small latents on the CPU (see
-    /// `cpu_unet`); `None` off the CPU or for configs it does not follow.
+    /// The same denoiser computed without candle, on the CPU (see `cpu_unet`, which says which
+    /// UNets and sizes it takes); `None` off the CPU or for configs it does not follow.
     pub cpu_unet: Option<CpuUNet>,
     /// The autoencoder.
     pub vae: AutoEncoderKL,

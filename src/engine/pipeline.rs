@@ -255,7 +255,7 @@ impl<'a> GuidedUNet<'a> {
     }
 }
 
-/// The guided UNet output for a batch, from candle's module (small latents on the CPU go
+/// The guided UNet output for a batch, from candle's module (the CPU's UNets go mostly
 /// through [`OwnUNet`] instead).
 ///
 /// candle's CPU matmul sums in an order that depends on the number of rows, and the UNet's

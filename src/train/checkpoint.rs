@@ -57,24 +57,36 @@ fn write_checkpoint(
     Ok(())
 }
 
+/// The step a checkpoint of `stage` was saved at, when the work folder holds one.
+pub fn checkpoint_step(work_dir: &Path, stage: &str) -> Result<Option<usize>> {
+    let (weights, state) = checkpoint_paths(work_dir, stage);
+    if !weights.is_file() || !state.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&state)
+        .with_context(|| format!("cannot read {}", state.display()))?;
+    let state: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a checkpoint step file", state.display()))?;
+    Ok(state
+        .get("step")
+        .and_then(serde_json::Value::as_u64)
+        .map(|s| s as usize))
+}
+
 /// Loads a checkpoint into `varmap`; returns the step it was saved at.
 pub(super) fn load_checkpoint(
     varmap: &mut VarMap,
     work_dir: &Path,
     stage: &str,
 ) -> Result<Option<usize>> {
-    let (weights, state) = checkpoint_paths(work_dir, stage);
-    if !weights.is_file() || !state.is_file() {
+    let Some(step) = checkpoint_step(work_dir, stage)? else {
         return Ok(None);
-    }
+    };
+    let weights = checkpoint_paths(work_dir, stage).0;
     varmap
         .load(&weights)
         .with_context(|| format!("cannot resume from {}", weights.display()))?;
-    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state)?)?;
-    Ok(state
-        .get("step")
-        .and_then(serde_json::Value::as_u64)
-        .map(|s| s as usize))
+    Ok(Some(step))
 }
 
 /// Exponential moving average of a `VarMap`'s weights, kept in a `VarMap` of the same names so

@@ -33,9 +33,10 @@ pub enum Stage {
     Diffusion,
     /// Only the UNet and text encoder, over the VAE checkpoint in the work folder.
     Unet,
-    /// Only the VAE's decoder, from `--vae-steps` of the work folder's VAE checkpoint on; the
-    /// encoder, and so the latent space and the UNet trained on it, stay as they are, and the
-    /// work folder's UNet and text encoder averages are exported with the new decoder.
+    /// Only the VAE's decoder, from the step of the work folder's VAE checkpoint up to
+    /// `--vae-steps`; the encoder, and so the latent space and the UNet trained on it, stay as
+    /// they are, and the work folder's UNet and text encoder averages are exported with the new
+    /// decoder.
     Decoder,
     /// No training: write a model folder from the checkpoints in the work folder (to look at a
     /// run before it ends).
@@ -146,6 +147,38 @@ fn seed_work_from_model(model_dir: &Path, work: &Path, step: usize) -> Result<()
     )
 }
 
+/// The decoder stage refines a finished run: its work folder must hold the VAE, the latent fit
+/// and the UNet and text encoder it exports with, and the VAE must be short of `vae_steps`.
+fn check_decoder_work(work: &Path, vae_steps: usize) -> Result<()> {
+    let step = diffusion::checkpoint_step(work, "vae")?.with_context(|| {
+        format!(
+            "--stage decoder refines a finished run, but {} holds no VAE checkpoint; start from \
+             a model with --init-from",
+            work.display()
+        )
+    })?;
+    let needed = [
+        diffusion::latent_fit_path(work),
+        diffusion::checkpoint_paths(work, "unet").0,
+        diffusion::checkpoint_paths(work, "text_encoder").0,
+    ];
+    if let Some(missing) = needed.iter().find(|path| !path.is_file()) {
+        bail!(
+            "--stage decoder exports the run's UNet and text encoder with its latent fit, but \
+             {} is missing",
+            missing.display()
+        );
+    }
+    if step >= vae_steps {
+        bail!(
+            "the VAE in {} is at step {step}, which leaves the decoder nothing to train: \
+             --vae-steps must be larger",
+            work.display()
+        );
+    }
+    Ok(())
+}
+
 /// Refuses option combinations that would do something else than asked, before any work.
 fn check_options(args: &TrainArgs) -> Result<()> {
     if args.init_from.is_some() {
@@ -167,13 +200,6 @@ fn check_options(args: &TrainArgs) -> Result<()> {
     {
         bail!(
             "--oversample shapes UNet training, which --stage meter, export and decoder do not run"
-        );
-    }
-    if args.stage == Stage::Decoder && args.init_from.is_some() && args.init_step >= args.vae_steps
-    {
-        bail!(
-            "--init-step {} leaves the decoder nothing to train: --vae-steps must be larger",
-            args.init_step
         );
     }
     for (i, (class, _)) in args.oversample.iter().enumerate() {
@@ -214,6 +240,10 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     }
     if let Some(model_dir) = &args.init_from {
         seed_work_from_model(model_dir, &args.work, args.init_step)?;
+    }
+
+    if args.stage == Stage::Decoder {
+        check_decoder_work(&args.work, args.vae_steps)?;
     }
 
     let mut data = FashionMnist::load(&args.data, Split::Train)?;
@@ -361,11 +391,21 @@ pub struct EvalArgs {
     pub require: Option<f32>,
     /// Also measure the meter on this many real test pictures of each class, as they are and
     /// after a round trip through the model's VAE: the ceiling a drawing of the class meets.
-    #[arg(long, value_name = "PER_CLASS")]
+    #[arg(long, value_name = "PER_CLASS", value_parser = parse_per_class)]
     pub reference: Option<usize>,
     /// Fashion-MNIST folder, for `--reference`.
     #[arg(long, default_value = super::fashion_mnist::DEFAULT_DIR)]
     pub data: PathBuf,
+}
+
+/// Parses `--reference`: at least one picture per class.
+fn parse_per_class(text: &str) -> std::result::Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "expected a whole number of pictures, 1 or more, got {text:?}"
+        )),
+    }
 }
 
 /// One class's share of real test pictures the meter recognises, as they are and through the

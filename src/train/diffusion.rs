@@ -22,8 +22,8 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::checkpoint::{Ema, load_checkpoint, save_checkpoint, save_unet_checkpoints};
 pub use super::checkpoint::{
-    LatentFit, UNET_STAGE_CHECKPOINTS, checkpoint_paths, copy_checkpoint, latent_fit_path,
-    save_latent_fit,
+    LatentFit, UNET_STAGE_CHECKPOINTS, checkpoint_paths, checkpoint_step, copy_checkpoint,
+    latent_fit_path, save_latent_fit,
 };
 use super::embedded::{self, EmbeddedArchitecture};
 use super::fashion_mnist::FashionMnist;

@@ -1,13 +1,14 @@
-//! The arithmetic of the small-model UNet: matrix products, convolutions, norms, activations.
+//! The arithmetic of the CPU UNet: matrix products, convolutions, norms, activations.
 //!
 //! Activations are token-major: a picture of `h x w` cells and `c` channels is a slice of
 //! `h * w` rows of `c` values, so a linear layer, a 1x1 convolution and the attention's
 //! projections are all one matrix product, and a channel concatenation is a row-by-row copy.
-//! Weights come packed once per run (see `Weights` and `packed`).
+//! Weights come packed (see `Weights` and `packed`).
 //!
-//! Products with a weight go to `packed`; the attention's products of activations with each
-//! other go to the `gemm` crate (the kernels candle itself uses), called without threads: the
-//! pipeline already runs one UNet call per core. Everything else is plain loops
+//! Products with a weight go to `packed`, which shares large ones out over the cores; the
+//! attention's products of activations with each other go to the `gemm` crate (the kernels
+//! candle itself uses), called without threads, as the pipeline runs the calls of a step side
+//! by side. Everything else is plain loops
 //! the compiler vectorises, with polynomial `exp` and `tanh` that stay within a few units in
 //! the last place of the library functions and cost a fraction of them.
 
@@ -107,10 +108,7 @@ pub fn matmul(out: &mut [f32], out_row_stride: usize, a: Mat, b: Mat, accumulate
     }
     assert!(
         n <= out_row_stride
-            && (m - 1)
-                .checked_mul(out_row_stride)
-                .and_then(|r| r.checked_add(n))
-                .is_some_and(|end| end <= out.len()),
+            && packed::rows_end(m, out_row_stride, n).is_some_and(|end| end <= out.len()),
         "matmul: output outside its slice"
     );
     if k == 0 {
@@ -230,7 +228,8 @@ pub fn conv3x3(
     stride: usize,
 ) -> Result<(Vec<f32>, Grid)> {
     let taps = in_channels * 9;
-    if weight.inputs() != taps
+    if in_channels == 0
+        || weight.inputs() != taps
         || weight.outputs() != bias.len()
         || xs.len() != grid.cells() * in_channels
     {

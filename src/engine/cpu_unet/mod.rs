@@ -1,18 +1,19 @@
-//! The UNet of small models, run on the CPU without candle's per-operation costs.
+//! The UNet run on the CPU without candle: the embedded model's and Stable Diffusion 1.x/2.x's.
 //!
-//! The embedded model's UNet works on 8 x 8 latents with 64 channels. At that size candle
-//! spends most of a call outside arithmetic: allocating and zeroing a fresh buffer per
-//! operation, unfolding convolutions, dispatching some three hundred small operations, and
-//! computing GELU with the library `tanh`. This module computes the same network,
+//! On the embedded model's 8 x 8 latents candle spends most of a call outside arithmetic:
+//! allocating and zeroing a fresh buffer per operation, unfolding convolutions, dispatching
+//! some three hundred small operations, computing GELU with the library `tanh`. At SD's sizes
+//! its convolutions run well below the cores' speed. This module computes the same network,
 //! candle-transformers' `UNet2DConditionModel` for the same config, read from the same
-//! weights, in plain loops over token-major slices (see `kernels`), one picture per call.
+//! weights, in loops over token-major slices (see `kernels`) and products against weights
+//! packed for them (see `packed`), one picture per call.
 //!
-//! Each denoising run takes a [`Weights`] snapshot of the UNet's tensors after the run's
-//! weight edits, so knockouts and noise act here exactly as in candle's module, and a
-//! [`Context`] per conditioning, whose cross-attention keys and values are computed once per
-//! run instead of once per step. Results agree with candle's module to float rounding (see
-//! the tests); they are the same bytes run after run and alone or in a batch, because every
-//! call sees one picture and a fixed order of sums.
+//! The packed [`Weights`] are made from the store as it is after the run's edits, so
+//! knockouts and noise act here exactly as in candle's module, and are kept until the next edit
+//! (see [`CpuUNet::weights`]). Each conditioning gets a [`Context`], whose cross-attention keys
+//! and values are computed once per run instead of once per step. Results agree with candle's
+//! module to float rounding (see the tests); they are the same bytes run after run and alone
+//! or in a batch, because every call sees one picture and a fixed order of sums.
 
 mod kernels;
 mod packed;
@@ -66,7 +67,7 @@ impl std::fmt::Debug for PackedCache {
 /// the config says (only the mid block's follow `norm_num_groups`).
 const BLOCK_RESNET_GROUPS: usize = 32;
 
-/// The UNet's weights as plain values, read once per denoising run.
+/// The UNet's weights as plain values, as the store held them at one version.
 ///
 /// Vectors (biases, norm scales) are kept as they are. Every weight of two or more dimensions
 /// is a matrix from its inputs to its outputs, packed for [`packed::matmul`]: a linear layer's
@@ -106,28 +107,23 @@ impl Weights {
                 .and_then(|t| t.flatten_all())
                 .and_then(|t| t.to_vec1::<f32>())
                 .stage("unet weights")?;
-            match dims.as_slice() {
-                &[outputs, inputs] => {
-                    let packed = Packed::from_fn(inputs, outputs, |i, o| flat[o * inputs + i]);
-                    matrices.insert(name.to_string(), Arc::new(packed));
+            match *dims.as_slice() {
+                [_] => {
+                    vectors.insert(name.to_string(), Arc::new(flat));
                 }
-                &[outputs, inputs, kh, kw] => {
-                    // Row `tap * inputs + c` of the packed matrix is channel c at that tap.
-                    let taps = kh * kw;
+                // A linear layer is a convolution with one tap. Row `tap * inputs + c` of the
+                // packed matrix is channel c at that tap.
+                [outputs, inputs, ref kernel @ ..] => {
+                    let taps: usize = kernel.iter().product();
                     let packed = Packed::from_fn(inputs * taps, outputs, |row, o| {
                         let (tap, c) = (row / inputs, row % inputs);
                         flat[(o * inputs + c) * taps + tap]
                     });
                     matrices.insert(name.to_string(), Arc::new(packed));
                 }
-                [_] => {
-                    vectors.insert(name.to_string(), Arc::new(flat));
-                }
-                _ => {
-                    return Err(EngineError::InvalidRequest(format!(
-                        "UNet tensor {name} has shape {dims:?}, which no layer of it takes"
-                    )));
-                }
+                // A scalar belongs to no layer this UNet computes; a layer that wanted it
+                // would report it missing.
+                [] => {}
             }
         }
         Ok(Self { vectors, matrices })

@@ -58,7 +58,8 @@ impl Packed {
     pub fn from_fn(inputs: usize, outputs: usize, value: impl Fn(usize, usize) -> f32) -> Self {
         let panels = outputs.div_ceil(PANEL);
         let mut values = vec![0.0; panels * inputs * PANEL];
-        for (p, panel) in values.chunks_exact_mut(inputs * PANEL.max(1)).enumerate() {
+        // A weight without inputs packs to nothing (its products are the bias alone).
+        for (p, panel) in values.chunks_exact_mut((inputs * PANEL).max(1)).enumerate() {
             let first = p * PANEL;
             let width = PANEL.min(outputs - first);
             for (i, slot) in panel.chunks_exact_mut(PANEL).enumerate() {
@@ -120,17 +121,13 @@ pub fn matmul(
         k <= xs_stride && n <= out_stride,
         "packed matmul: rows narrower than the weight"
     );
-    assert!(
-        (rows - 1)
-            .checked_mul(xs_stride)
-            .and_then(|r| r.checked_add(k))
-            .is_some_and(|end| end <= xs.len())
-            && (rows - 1)
-                .checked_mul(out_stride)
-                .and_then(|r| r.checked_add(n))
-                .is_some_and(|end| end <= out.len()),
-        "packed matmul: a row outside its slice"
-    );
+    let (Some(xs_end), Some(out_end)) = (
+        rows_end(rows, xs_stride, k).filter(|&end| end <= xs.len()),
+        rows_end(rows, out_stride, n).filter(|&end| end <= out.len()),
+    ) else {
+        panic!("packed matmul: a row outside its slice");
+    };
+    let (xs, out) = (&xs[..xs_end], &mut out[..out_end]);
     let product = Product {
         xs,
         xs_stride,
@@ -152,6 +149,14 @@ pub fn matmul(
             });
     } else {
         product.rows(out, 0, rows);
+    }
+}
+
+/// Where `rows` rows of `width` values, `stride` apart, end; `None` when that overflows.
+pub fn rows_end(rows: usize, stride: usize, width: usize) -> Option<usize> {
+    match rows {
+        0 => Some(0),
+        _ => (rows - 1).checked_mul(stride)?.checked_add(width),
     }
 }
 
