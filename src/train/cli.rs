@@ -377,6 +377,10 @@ pub struct EvalArgs {
     /// Seeds per class prompt.
     #[arg(long, default_value_t = 20)]
     pub seeds: usize,
+    /// The first seed (the seeds run from it up): another range measures on pictures that
+    /// played no part in choosing settings by this measure.
+    #[arg(long, default_value_t = 0)]
+    pub first_seed: u64,
     /// Denoising steps.
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
@@ -478,19 +482,21 @@ pub struct ClassScore {
 
 pub use crate::engine::scoring::pictures_to_tensor;
 
-/// Generates `seeds` pictures of each class prompt and asks the meter what they show.
+/// Generates a picture of each class prompt for every seed in `seeds` and asks the meter what
+/// they show.
 pub fn evaluate(
     model: &DiffusionModel,
     meter: &ConceptMeter,
-    seeds: usize,
+    seeds: std::ops::Range<u64>,
     params: &SamplingParams,
 ) -> Result<Vec<ClassScore>> {
     let mut scores = Vec::new();
     for class in 0..CLASS_NAMES.len() {
         let prompt = class_prompt(class);
-        let seed_list: Vec<u64> = (0..seeds as u64).collect();
+        let seed_list: Vec<u64> = seeds.clone().collect();
+        let count = seed_list.len();
         let (cond, _) = model.encode_prompts(&[prompt.as_str()])?;
-        let cond = cond.repeat((seeds, 1, 1))?;
+        let cond = cond.repeat((count, 1, 1))?;
         let initial = pipeline::initial_noise_batch(model, &seed_list, params)?;
         let pictures =
             pipeline::generate(model, &cond, &initial, &seed_list, params, &mut |_| true)?;
@@ -499,7 +505,7 @@ pub fn evaluate(
         scores.push(ClassScore {
             prompt,
             recognised,
-            total: seeds,
+            total: count,
         });
     }
     Ok(scores)
@@ -517,7 +523,8 @@ pub fn eval(model_dir: &Path, args: &EvalArgs) -> Result<()> {
         width: model.default_size,
         height: model.default_size,
     };
-    let scores = evaluate(&model, &meter, args.seeds, &params)?;
+    let seeds = args.first_seed..args.first_seed.saturating_add(args.seeds as u64);
+    let scores = evaluate(&model, &meter, seeds, &params)?;
     let mut recognised = 0;
     let mut total = 0;
     for s in &scores {
