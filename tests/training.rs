@@ -6,6 +6,7 @@ use interconcept::engine::model::DiffusionModel;
 use interconcept::engine::pipeline::{self, SamplingParams};
 use interconcept::engine::scheduler::SamplerKind;
 use interconcept::engine::tokenizer::ClipTokenizer;
+use interconcept::train::cli::{Stage, TrainArgs, train};
 use interconcept::train::diffusion::{self, DiffusionTrainConfig};
 use interconcept::train::embedded::{self, EmbeddedArchitecture, TrainedParts};
 use interconcept::train::fashion_mnist::{DEFAULT_DIR, FashionMnist, Split};
@@ -82,28 +83,37 @@ fn a_short_training_run_lowers_the_loss_and_exports_a_model() {
     assert!(!pictures[0].non_finite);
 }
 
-#[test]
-fn training_continues_from_a_finished_model_with_its_latent_scaling() {
-    use interconcept::train::cli::{Stage, TrainArgs, train};
-
-    let shipped = interconcept::engine::model::embedded_model_dir();
-    let work = tempfile::tempdir().unwrap();
-    let out = work.path().join("model");
-    let args = TrainArgs {
+/// A short run of `stage` on 24 pictures from the shipped model, into `work`'s `checkpoints`
+/// and `model` folders.
+fn from_shipped(work: &std::path::Path, stage: Stage) -> TrainArgs {
+    TrainArgs {
         data: DEFAULT_DIR.into(),
-        out: Some(out.clone()),
+        out: Some(work.join("model")),
         meter_out: None,
-        work: work.path().join("checkpoints"),
-        stage: Stage::Unet,
+        work: work.join("checkpoints"),
+        stage,
         vae_steps: 0,
-        unet_steps: 3502,
+        unet_steps: 0,
         batch: 4,
         limit: Some(24),
         seed: 0,
         resume: false,
-        init_from: Some(shipped.clone()),
+        init_from: Some(interconcept::engine::model::embedded_model_dir()),
+        init_step: 0,
+        oversample: Vec::new(),
+    }
+}
+
+#[test]
+fn training_continues_from_a_finished_model_with_its_latent_scaling() {
+    let shipped = interconcept::engine::model::embedded_model_dir();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("model");
+    let args = TrainArgs {
+        unet_steps: 3502,
         init_step: 3500,
         oversample: vec![(6, 3)],
+        ..from_shipped(work.path(), Stage::Unet)
     };
     train(&args).unwrap();
 
@@ -132,26 +142,14 @@ fn training_continues_from_a_finished_model_with_its_latent_scaling() {
 #[test]
 fn a_decoder_run_keeps_the_encoder_unet_and_latent_space() {
     use interconcept::engine::model::Component;
-    use interconcept::train::cli::{Stage, TrainArgs, train};
 
     let shipped = interconcept::engine::model::embedded_model_dir();
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("model");
     let args = TrainArgs {
-        data: DEFAULT_DIR.into(),
-        out: Some(out.clone()),
-        meter_out: None,
-        work: work.path().join("checkpoints"),
-        stage: Stage::Decoder,
         vae_steps: 803,
-        unet_steps: 0,
-        batch: 4,
-        limit: Some(24),
-        seed: 0,
-        resume: false,
-        init_from: Some(shipped.clone()),
         init_step: 800,
-        oversample: Vec::new(),
+        ..from_shipped(work.path(), Stage::Decoder)
     };
     train(&args).unwrap();
 
