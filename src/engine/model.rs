@@ -15,7 +15,7 @@ use candle_transformers::models::stable_diffusion::vae::AutoEncoderKL;
 use serde::{Deserialize, Serialize};
 
 use super::config::{UNetJson, VaeJson};
-use super::cpu_unet::CpuUNet;
+use super::cpu_unet::{CpuDecoder, CpuUNet};
 use super::error::{CandleContext, EngineError, Result};
 use super::preview::LatentRgb;
 use super::scheduler::ScheduleConfig;
@@ -90,6 +90,9 @@ pub struct DiffusionModel {
     /// The same denoiser computed without candle, on the CPU (see `cpu_unet`, which says which
     /// UNets and sizes it takes); `None` off the CPU or for configs it does not follow.
     pub cpu_unet: Option<CpuUNet>,
+    /// The VAE's decoder computed without candle, on the CPU (`cpu_unet::CpuDecoder`);
+    /// `None` off the CPU or with `INTERCONCEPT_VAE=candle`.
+    pub cpu_decoder: Option<CpuDecoder>,
     /// The autoencoder.
     pub vae: AutoEncoderKL,
     /// The noise schedule the UNet was trained with.
@@ -266,6 +269,13 @@ impl DiffusionModel {
         } else {
             None
         };
+        // INTERCONCEPT_VAE=candle does the same for the decoder.
+        let candle_vae = std::env::var("INTERCONCEPT_VAE").is_ok_and(|v| v == "candle");
+        let cpu_decoder = if device.is_cpu() && !candle_vae {
+            CpuDecoder::new(&vae_json)
+        } else {
+            None
+        };
         let unet = UNet2DConditionModel::new(
             unet_store.var_builder(dtype, device),
             unet_json.in_channels,
@@ -297,6 +307,7 @@ impl DiffusionModel {
             text_encoder,
             unet,
             cpu_unet,
+            cpu_decoder,
             vae,
             schedule,
             vae_scaling_factor: vae_json.scaling_factor,

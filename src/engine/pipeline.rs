@@ -13,7 +13,7 @@ use super::model::{Component, DiffusionModel};
 use super::noise;
 use super::preview::to_u8;
 use super::scheduler::{Sampler, SamplerKind};
-use super::vae_tiling::decode_tiled;
+use super::vae_tiling::decode_tiled_with;
 
 /// The largest image side the program accepts.
 pub const MAX_SIDE: usize = 2048;
@@ -461,12 +461,25 @@ pub fn decode(model: &DiffusionModel, latents: &Tensor) -> Result<Vec<Picture>> 
     // larger than one (candle issue 3744).
     // Large pictures decode in overlapping tiles to bound memory (see `vae_tiling`).
     let tiled = model.vae_tiling.needs_tiles(h, w);
+    // The project's own decoder on the CPU (see `cpu_unet::CpuDecoder`), else candle's.
+    let own = match &model.cpu_decoder {
+        Some(decoder) => Some((decoder, decoder.weights(model.store(Component::Vae))?)),
+        None => None,
+    };
+    let decode_tile = |latent: &Tensor| -> candle_core::Result<Tensor> {
+        match &own {
+            Some((decoder, weights)) => decoder
+                .decode(weights, latent)
+                .map_err(candle_core::Error::wrap),
+            None => model.vae.decode(latent),
+        }
+    };
     let decode_one = |b: usize| {
         let latent = scaled.narrow(0, b, 1)?;
         if tiled {
-            decode_tiled(&model.vae, &latent, model.vae_downscale, model.vae_tiling)
+            decode_tiled_with(decode_tile, &latent, model.vae_downscale, model.vae_tiling)
         } else {
-            model.vae.decode(&latent)?.to_device(&Device::Cpu)
+            decode_tile(&latent)?.to_device(&Device::Cpu)
         }
     };
     // Small pictures on the CPU decode side by side, as UNet calls run (see `predict`); large

@@ -102,6 +102,16 @@ pub fn decode_tiled(
     scale: usize,
     tiling: Tiling,
 ) -> candle_core::Result<Tensor> {
+    decode_tiled_with(|tile| vae.decode(tile), latent, scale, tiling)
+}
+
+/// [`decode_tiled`] with any decoder of a latent tile `[1, C, th, tw]` into `[1, 3, TH, TW]`.
+pub fn decode_tiled_with(
+    decode: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
+    latent: &Tensor,
+    scale: usize,
+    tiling: Tiling,
+) -> candle_core::Result<Tensor> {
     let (_, _, h, w) = latent.dims4()?;
     let (height, width) = (h * scale, w * scale);
     let rows = tiling.starts(h);
@@ -115,8 +125,7 @@ pub fn decode_tiled(
             let tw = tiling.tile.min(w);
             let _span = tracing::trace_span!("vae tile", y0, x0).entered();
             let tile = latent.narrow(2, y0, th)?.narrow(3, x0, tw)?.contiguous()?;
-            let pixels = vae
-                .decode(&tile)?
+            let pixels = decode(&tile)?
                 .to_dtype(DType::F32)?
                 .to_device(&Device::Cpu)?
                 .flatten_all()?

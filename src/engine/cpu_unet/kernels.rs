@@ -214,6 +214,9 @@ impl Grid {
     }
 }
 
+/// Output cells gathered at a time by [`conv3x3`].
+const GATHER_CELLS: usize = 4096;
+
 /// A 3x3 convolution with padding 1 and stride 1 or 2 on a token-major picture, with the
 /// weight packed by `(ky, kx, in)` rows (see `Weights`); returns the output and its grid.
 ///
@@ -245,31 +248,34 @@ pub fn conv3x3(
         width: (grid.width - 1) / stride + 1,
     };
 
-    // Gather every output cell's 3x3 neighbourhood, neighbour by neighbour, each neighbour's
+    // Gather each output cell's 3x3 neighbourhood, neighbour by neighbour, each neighbour's
     // channels one contiguous copy; zeros beyond the border (multiplied like any value, as in
-    // candle's padded convolution, so a non-finite weight spreads the same way).
-    let mut columns = vec![0.0; out_grid.cells() * taps];
-    for (cell, column) in columns.chunks_exact_mut(taps).enumerate() {
-        let (oy, ox) = (cell / out_grid.width, cell % out_grid.width);
-        for (tap, slot) in column.chunks_exact_mut(in_channels).enumerate() {
-            let y = (oy * stride + tap / 3).wrapping_sub(1);
-            let x = (ox * stride + tap % 3).wrapping_sub(1);
-            if y < grid.height && x < grid.width {
-                slot.copy_from_slice(&xs[(y * grid.width + x) * in_channels..][..in_channels]);
+    // candle's padded convolution, so a non-finite weight spreads the same way). Cells go in
+    // blocks, so the gathered values stay a few megabytes at any picture size; a cell's sums
+    // do not depend on its block.
+    let cells = out_grid.cells();
+    let block = GATHER_CELLS.min(cells);
+    let mut columns = vec![0.0; block * taps];
+    let mut out = bias.repeat(cells);
+    for first in (0..cells).step_by(block.max(1)) {
+        let count = block.min(cells - first);
+        let columns = &mut columns[..count * taps];
+        for (i, column) in columns.chunks_exact_mut(taps).enumerate() {
+            let cell = first + i;
+            let (oy, ox) = (cell / out_grid.width, cell % out_grid.width);
+            for (tap, slot) in column.chunks_exact_mut(in_channels).enumerate() {
+                let y = (oy * stride + tap / 3).wrapping_sub(1);
+                let x = (ox * stride + tap % 3).wrapping_sub(1);
+                if y < grid.height && x < grid.width {
+                    slot.copy_from_slice(&xs[(y * grid.width + x) * in_channels..][..in_channels]);
+                } else {
+                    slot.fill(0.0);
+                }
             }
         }
+        let out = &mut out[first * bias.len()..];
+        packed::matmul(out, bias.len(), columns, taps, count, weight, true);
     }
-
-    let mut out = bias.repeat(out_grid.cells());
-    packed::matmul(
-        &mut out,
-        bias.len(),
-        &columns,
-        taps,
-        out_grid.cells(),
-        weight,
-        true,
-    );
     Ok((out, out_grid))
 }
 

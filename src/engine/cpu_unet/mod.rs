@@ -15,8 +15,11 @@
 //! module to float rounding (see the tests); they are the same bytes run after run and alone
 //! or in a batch, because every call sees one picture and a fixed order of sums.
 
+mod decoder;
 mod kernels;
 mod packed;
+
+pub use decoder::CpuDecoder;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -55,6 +58,30 @@ struct PackedCache(Arc<Mutex<Option<Packing>>>);
 struct Packing {
     version: StoreVersion,
     weights: Arc<Weights>,
+}
+
+impl PackedCache {
+    /// The store's weights packed: the cached packing while the store is at its version, else
+    /// a new one that takes over every tensor not edited since.
+    fn get(&self, store: &WeightStore) -> Result<Arc<Weights>> {
+        let version = store.version();
+        let mut cached = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(packing) = cached.as_ref()
+            && packing.version == version
+        {
+            return Ok(Arc::clone(&packing.weights));
+        }
+        let previous = cached.take();
+        let weights = Arc::new(Weights::snapshot(
+            store,
+            previous.as_ref().map(|p| (p.version, p.weights.as_ref())),
+        )?);
+        *cached = Some(Packing {
+            version,
+            weights: Arc::clone(&weights),
+        });
+        Ok(weights)
+    }
 }
 
 impl std::fmt::Debug for PackedCache {
@@ -181,23 +208,7 @@ impl CpuUNet {
     /// and after an edit or an undo only the tensors it touched are packed again: for SD's 860
     /// million weights a whole packing takes seconds, one module's a few milliseconds.
     pub fn weights(&self, store: &WeightStore) -> Result<Arc<Weights>> {
-        let version = store.version();
-        let mut cached = self.packed.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(packing) = cached.as_ref()
-            && packing.version == version
-        {
-            return Ok(Arc::clone(&packing.weights));
-        }
-        let previous = cached.take();
-        let weights = Arc::new(Weights::snapshot(
-            store,
-            previous.as_ref().map(|p| (p.version, p.weights.as_ref())),
-        )?);
-        *cached = Some(Packing {
-            version,
-            weights: Arc::clone(&weights),
-        });
-        Ok(weights)
+        self.packed.get(store)
     }
 
     /// Whether a latent of `height x width` cells goes through this UNet.
@@ -449,20 +460,7 @@ impl Run<'_> {
 
     /// A 3x3 convolution with padding 1.
     fn conv(&self, prefix: &str, xs: &Activation, stride: usize) -> Result<Activation> {
-        let bias = self.w(&format!("{prefix}.bias"))?;
-        let (values, grid) = kernels::conv3x3(
-            &xs.values,
-            xs.grid,
-            xs.channels,
-            self.m(&format!("{prefix}.weight"))?,
-            bias,
-            stride,
-        )?;
-        Ok(Activation {
-            values,
-            grid,
-            channels: bias.len(),
-        })
+        conv(self.weights, prefix, xs, stride)
     }
 
     /// A resnet block: norm, SiLU, conv, plus the time embedding, norm, SiLU, conv, plus the
@@ -474,56 +472,13 @@ impl Run<'_> {
         } else {
             (BLOCK_RESNET_GROUPS, 1.0)
         };
-        let norm = |name: &str, xs: &Activation| -> Result<Vec<f32>> {
-            Ok(kernels::group_norm(
-                &xs.values,
-                xs.channels,
-                groups,
-                config.norm_eps,
-                self.w(&format!("{prefix}.{name}.weight"))?,
-                self.w(&format!("{prefix}.{name}.bias"))?,
-                true,
-            ))
+        let resnet = Resnet {
+            groups,
+            eps: config.norm_eps,
+            time: Some(&self.temb),
+            scale,
         };
-
-        let hidden = Activation {
-            values: norm("norm1", xs)?,
-            ..xs.clone()
-        };
-        let mut hidden = self.conv(&format!("{prefix}.conv1"), &hidden, 1)?;
-        let time_bias = kernels::linear(
-            &self.temb,
-            1,
-            self.temb.len(),
-            self.m(&format!("{prefix}.time_emb_proj.weight"))?,
-            Some(self.w(&format!("{prefix}.time_emb_proj.bias"))?),
-        )?;
-        for row in hidden.values.chunks_exact_mut(hidden.channels) {
-            kernels::add_in_place(row, &time_bias);
-        }
-        hidden.values = norm("norm2", &hidden)?;
-        let mut out = self.conv(&format!("{prefix}.conv2"), &hidden, 1)?;
-
-        // As in candle's resnet: a 1x1 projection exactly when the channel count changes (a
-        // checkpoint may hold other, unused tensors of that name).
-        let shortcut = format!("{prefix}.conv_shortcut");
-        if xs.channels != out.channels {
-            let projected = kernels::linear(
-                &xs.values,
-                xs.grid.cells(),
-                xs.channels,
-                self.m(&format!("{shortcut}.weight"))?,
-                Some(self.w(&format!("{shortcut}.bias"))?),
-            )?;
-            kernels::add_in_place(&mut out.values, &projected);
-        } else {
-            kernels::add_in_place(&mut out.values, &xs.values);
-        }
-        if scale != 1.0 {
-            let inv = scale as f32;
-            out.values.iter_mut().for_each(|v| *v /= inv);
-        }
-        Ok(out)
+        resnet.forward(self.weights, prefix, xs)
     }
 
     /// A spatial transformer: group norm, projection in, transformer blocks, projection out,
@@ -665,6 +620,95 @@ impl Run<'_> {
             self.m(&format!("{attn}.to_out.0.weight"))?,
             Some(self.w(&format!("{attn}.to_out.0.bias"))?),
         )
+    }
+}
+
+/// A 3x3 convolution with padding 1, weights `{prefix}.weight` and `{prefix}.bias`.
+fn conv(weights: &Weights, prefix: &str, xs: &Activation, stride: usize) -> Result<Activation> {
+    let bias = weights.get(&format!("{prefix}.bias"))?;
+    let (values, grid) = kernels::conv3x3(
+        &xs.values,
+        xs.grid,
+        xs.channels,
+        weights.matrix(&format!("{prefix}.weight"))?,
+        bias,
+        stride,
+    )?;
+    Ok(Activation {
+        values,
+        grid,
+        channels: bias.len(),
+    })
+}
+
+/// What differs between the resnets of the UNet and of the VAE's decoder.
+struct Resnet<'a> {
+    /// Groups of both group norms.
+    groups: usize,
+    /// Their epsilon.
+    eps: f64,
+    /// The time embedding after SiLU, for resnets that take it (`time_emb_proj`).
+    time: Option<&'a [f32]>,
+    /// The output is divided by this.
+    scale: f64,
+}
+
+impl Resnet<'_> {
+    /// Norm, SiLU, conv, plus the projected time embedding, norm, SiLU, conv, plus the
+    /// shortcut, over the scale.
+    fn forward(&self, weights: &Weights, prefix: &str, xs: &Activation) -> Result<Activation> {
+        let norm = |name: &str, xs: &Activation| -> Result<Vec<f32>> {
+            Ok(kernels::group_norm(
+                &xs.values,
+                xs.channels,
+                self.groups,
+                self.eps,
+                weights.get(&format!("{prefix}.{name}.weight"))?,
+                weights.get(&format!("{prefix}.{name}.bias"))?,
+                true,
+            ))
+        };
+
+        let hidden = Activation {
+            values: norm("norm1", xs)?,
+            ..xs.clone()
+        };
+        let mut hidden = conv(weights, &format!("{prefix}.conv1"), &hidden, 1)?;
+        if let Some(time) = self.time {
+            let time_bias = kernels::linear(
+                time,
+                1,
+                time.len(),
+                weights.matrix(&format!("{prefix}.time_emb_proj.weight"))?,
+                Some(weights.get(&format!("{prefix}.time_emb_proj.bias"))?),
+            )?;
+            for row in hidden.values.chunks_exact_mut(hidden.channels) {
+                kernels::add_in_place(row, &time_bias);
+            }
+        }
+        hidden.values = norm("norm2", &hidden)?;
+        let mut out = conv(weights, &format!("{prefix}.conv2"), &hidden, 1)?;
+
+        // As in candle's resnet: a 1x1 projection exactly when the channel count changes (a
+        // checkpoint may hold other, unused tensors of that name).
+        let shortcut = format!("{prefix}.conv_shortcut");
+        if xs.channels != out.channels {
+            let projected = kernels::linear(
+                &xs.values,
+                xs.grid.cells(),
+                xs.channels,
+                weights.matrix(&format!("{shortcut}.weight"))?,
+                Some(weights.get(&format!("{shortcut}.bias"))?),
+            )?;
+            kernels::add_in_place(&mut out.values, &projected);
+        } else {
+            kernels::add_in_place(&mut out.values, &xs.values);
+        }
+        if self.scale != 1.0 {
+            let inv = self.scale as f32;
+            out.values.iter_mut().for_each(|v| *v /= inv);
+        }
+        Ok(out)
     }
 }
 

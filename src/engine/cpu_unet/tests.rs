@@ -155,22 +155,7 @@ fn random_unet(linear_projection: bool) -> (UNet2DConditionModelConfig, WeightSt
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     UNet2DConditionModel::new(vb, 4, 4, false, config.clone()).unwrap();
 
-    // Every tensor, norms included, gets seeded random values around its initial ones.
-    let mut tensors = HashMap::new();
-    let data = varmap.data().lock().unwrap();
-    for (i, (name, var)) in data.iter().enumerate() {
-        let shape = var.shape().clone();
-        let noise = Tensor::from_vec(
-            gaussian_vec(i as u64, shape.elem_count()),
-            shape,
-            &Device::Cpu,
-        )
-        .unwrap();
-        let value = (var.as_tensor() + (noise * 0.2).unwrap()).unwrap();
-        tensors.insert(name.clone(), value);
-    }
-    let store =
-        WeightStore::from_tensors("unet", Path::new("random"), tensors, DType::F32).unwrap();
+    let store = randomized(&varmap, "unet");
     (config, store)
 }
 
@@ -241,4 +226,93 @@ fn a_blown_up_weight_comes_out_non_finite() {
         values.iter().all(|v| !v.is_finite()),
         "NaN must reach every output value"
     );
+}
+
+/// A store of every tensor a module created in `varmap`, norms included, at seeded random
+/// values around their initial ones.
+fn randomized(varmap: &VarMap, component: &str) -> WeightStore {
+    let mut tensors = HashMap::new();
+    let data = varmap.data().lock().unwrap();
+    for (i, (name, var)) in data.iter().enumerate() {
+        let shape = var.shape().clone();
+        let noise = Tensor::from_vec(
+            gaussian_vec(i as u64, shape.elem_count()),
+            shape,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let value = (var.as_tensor() + (noise * 0.2).unwrap()).unwrap();
+        tensors.insert(name.clone(), value);
+    }
+    WeightStore::from_tensors(component, Path::new("random"), tensors, DType::F32).unwrap()
+}
+
+#[test]
+fn embedded_decoder_matches_candles() {
+    let model = DiffusionModel::load(&embedded_model_dir(), &Device::Cpu).unwrap();
+    let decoder = model.cpu_decoder.clone().expect("the CPU decodes itself");
+    let weights = decoder.weights(model.store(Component::Vae)).unwrap();
+    for (seed, side) in [(1, 8), (2, 12)] {
+        let latent = gaussian(seed, (1, 4, side, side), &Device::Cpu).unwrap();
+        let ours = decoder.decode(&weights, &latent).unwrap();
+        let reference = model.vae.decode(&latent).unwrap();
+        assert_eq!(ours.dims(), reference.dims());
+        let gap = relative_gap(&ours, &reference);
+        assert!(gap < 1e-4, "{side}x{side}: relative gap {gap}");
+    }
+}
+
+#[test]
+fn random_decoders_match_candles() {
+    use candle_transformers::models::stable_diffusion::vae::AutoEncoderKL;
+
+    // Two resnets a level, a channel change (a shortcut), no post-quant convolution, and the
+    // mid attention under its older names once.
+    for (post_quant, old_names) in [(false, false), (true, true)] {
+        let json = serde_json::json!({
+            "block_out_channels": [16, 32],
+            "layers_per_block": 1,
+            "latent_channels": 4,
+            "norm_num_groups": 8,
+            "use_post_quant_conv": post_quant,
+        });
+        let config: crate::engine::config::VaeJson = serde_json::from_value(json).unwrap();
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        AutoEncoderKL::new(vb, 3, 3, config.to_candle()).unwrap();
+        let mut store = randomized(&varmap, "vae");
+        if old_names {
+            let renamed = store
+                .names()
+                .map(|name| {
+                    let new = name
+                        .replace("attentions.0.to_q", "attentions.0.query")
+                        .replace("attentions.0.to_k", "attentions.0.key")
+                        .replace("attentions.0.to_v", "attentions.0.value")
+                        .replace("attentions.0.to_out.0", "attentions.0.proj_attn");
+                    (new, store.get(name).unwrap())
+                })
+                .collect();
+            store =
+                WeightStore::from_tensors("vae", Path::new("random"), renamed, DType::F32).unwrap();
+        }
+        let candle = AutoEncoderKL::new(
+            store.var_builder(DType::F32, &Device::Cpu),
+            3,
+            3,
+            config.to_candle(),
+        )
+        .unwrap();
+        let decoder = super::CpuDecoder::new(&config).unwrap();
+        let weights = decoder.weights(&store).unwrap();
+        let latent = gaussian(7, (1, 4, 6, 10), &Device::Cpu).unwrap();
+        let ours = decoder.decode(&weights, &latent).unwrap();
+        let reference = candle.decode(&latent).unwrap();
+        assert_eq!(ours.dims(), &[1, 3, 12, 20]);
+        let gap = relative_gap(&ours, &reference);
+        assert!(
+            gap < 1e-4,
+            "post-quant {post_quant}, old names {old_names}: gap {gap}"
+        );
+    }
 }
