@@ -71,7 +71,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
     /// Use only the first N training images.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_count)]
     pub limit: Option<usize>,
     /// Seed of everything random.
     #[arg(long, default_value_t = 0)]
@@ -187,6 +187,13 @@ fn check_options(args: &TrainArgs) -> Result<()> {
         }
         if args.resume {
             bail!("--init-from starts a run and --resume continues one: give only one");
+        }
+        // Checked before the work folder is filled from the model.
+        if args.stage == Stage::Decoder && args.init_step >= args.vae_steps {
+            bail!(
+                "--init-step {} leaves the decoder nothing to train: --vae-steps must be larger",
+                args.init_step
+            );
         }
         if args.stage == Stage::Unet && args.init_step >= args.unet_steps {
             bail!(
@@ -375,7 +382,7 @@ fn load_checkpoint(
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// Seeds per class prompt.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = parse_count)]
     pub seeds: usize,
     /// The first seed (the seeds run from it up): another range measures on pictures that
     /// played no part in choosing settings by this measure.
@@ -395,15 +402,15 @@ pub struct EvalArgs {
     pub require: Option<f32>,
     /// Also measure the meter on this many real test pictures of each class, as they are and
     /// after a round trip through the model's VAE: the ceiling a drawing of the class meets.
-    #[arg(long, value_name = "PER_CLASS", value_parser = parse_per_class)]
+    #[arg(long, value_name = "PER_CLASS", value_parser = parse_count)]
     pub reference: Option<usize>,
     /// Fashion-MNIST folder, for `--reference`.
     #[arg(long, default_value = super::fashion_mnist::DEFAULT_DIR)]
     pub data: PathBuf,
 }
 
-/// Parses `--reference`: at least one picture per class.
-fn parse_per_class(text: &str) -> std::result::Result<usize, String> {
+/// Parses a count of pictures (`--reference`, `--seeds`, `--limit`): 1 or more.
+fn parse_count(text: &str) -> std::result::Result<usize, String> {
     match text.trim().parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(format!(
@@ -516,6 +523,11 @@ pub fn eval(model_dir: &Path, args: &EvalArgs) -> Result<()> {
     let model = DiffusionModel::load(model_dir, &Device::Cpu)?;
     let meter_dir = args.meter.clone().unwrap_or_else(embedded_meter_dir);
     let meter = ConceptMeter::load(&meter_dir)?;
+    // The test set, when asked for, before minutes of generating.
+    let test = args
+        .reference
+        .map(|_| FashionMnist::load(&args.data, Split::Test))
+        .transpose()?;
     let params = SamplingParams {
         num_steps: args.steps,
         guidance_scale: args.guidance,
@@ -548,10 +560,9 @@ pub fn eval(model_dir: &Path, args: &EvalArgs) -> Result<()> {
         share * 100.0,
         worst * 100.0
     );
-    if let Some(per_class) = args.reference {
-        let test = FashionMnist::load(&args.data, Split::Test)?;
+    if let (Some(per_class), Some(test)) = (args.reference, &test) {
         println!("real test pictures recognised, as they are / through the VAE:");
-        for r in reference_scores(&model, &meter, &test, per_class)? {
+        for r in reference_scores(&model, &meter, test, per_class)? {
             let pct = |n: usize| 100.0 * n as f64 / r.total as f64;
             println!(
                 "{:<24} {:5.1}% / {:5.1}% of {}",
