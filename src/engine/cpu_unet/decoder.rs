@@ -175,22 +175,9 @@ fn attention(
     let scale = 1.0 / (channels as f32).sqrt();
     queries.iter_mut().for_each(|q| *q *= scale);
 
-    let mut scores = vec![0.0; cells * cells];
-    let k = Mat::rows(&keys, cells, channels).t();
-    kernels::matmul(
-        &mut scores,
-        cells,
-        Mat::rows(&queries, cells, channels),
-        k,
-        false,
-    );
-    kernels::softmax_rows(&mut scores, cells);
     let mut mixed = vec![0.0; cells * channels];
-    let (p, v) = (
-        Mat::rows(&scores, cells, cells),
-        Mat::rows(&values, cells, channels),
-    );
-    kernels::matmul(&mut mixed, channels, p, v, false);
+    let [q, k, v] = [&queries, &keys, &values].map(|m| Mat::rows(m, cells, channels));
+    kernels::attend(&mut mixed, channels, q, k, v);
     let mut out = project(names[3], &mixed)?;
     kernels::add_in_place(&mut out, &xs.values);
     Ok(Activation {

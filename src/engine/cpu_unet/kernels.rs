@@ -214,6 +214,31 @@ impl Grid {
     }
 }
 
+/// Queries whose scores one pass of [`attend`] holds: 256 rows of scores over every key.
+const QUERY_BLOCK: usize = 256;
+
+/// One attention head, `out[r] = softmax(q[r] · kᵀ) · v` for every query row `r`, written
+/// into rows of `out` that lie `out_stride` apart; `q` is scaled already. The queries go in
+/// blocks of [`QUERY_BLOCK`], so the scores take a bounded amount of memory however many cells
+/// a picture has (a 1024-pixel picture of the embedded model has 65,536).
+pub fn attend(out: &mut [f32], out_stride: usize, q: Mat, k: Mat, v: Mat) {
+    let tokens = k.rows;
+    let mut scores = vec![0.0; QUERY_BLOCK.min(q.rows) * tokens];
+    for first in (0..q.rows).step_by(QUERY_BLOCK) {
+        let rows = QUERY_BLOCK.min(q.rows - first);
+        let block = Mat {
+            data: &q.data[first * q.row_stride..],
+            rows,
+            ..q
+        };
+        let scores = &mut scores[..rows * tokens];
+        matmul(scores, tokens, block, k.t(), false);
+        softmax_rows(scores, tokens);
+        let p = Mat::rows(scores, rows, tokens);
+        matmul(&mut out[first * out_stride..], out_stride, p, v, false);
+    }
+}
+
 /// Output cells gathered at a time by [`conv3x3`].
 const GATHER_CELLS: usize = 4096;
 

@@ -37,11 +37,11 @@ use packed::Packed;
 /// 3.4 GB for those, made once per version of the store.
 pub const MAX_WEIGHTS: usize = 2_000_000_000;
 
-/// Latents up to this many cells per picture go through this UNet (128 x 128: pictures up to
-/// 1024 pixels); a self-attention over more cells would hold over a gigabyte of scores per
-/// head. Large products are cut into cache-sized passes and shared out over the cores (see
-/// `packed`).
-pub const MAX_CELLS: usize = 128 * 128;
+/// Latents up to this many cells per picture go through this UNet (256 x 256: the embedded
+/// model's pictures up to 1024 pixels, SD's up to 2048). Attention goes over blocks of queries
+/// (see `kernels::attend`) and convolutions over blocks of cells, so memory grows with the
+/// activations alone; candle's module holds every score of a self-attention at once.
+pub const MAX_CELLS: usize = 256 * 256;
 
 /// The network's shape, taken from the same config candle's module is built from.
 #[derive(Debug, Clone)]
@@ -602,16 +602,12 @@ impl Run<'_> {
         queries.iter_mut().for_each(|q| *q *= scale);
 
         let mut mixed = vec![0.0; cells * inner];
-        let mut scores = vec![0.0; cells * tokens];
         for head in 0..heads {
             let offset = head * head_dim;
             let q = Mat::column_block(&queries, cells, inner, offset, head_dim);
-            let k = Mat::column_block(keys, tokens, inner, offset, head_dim).t();
-            kernels::matmul(&mut scores, tokens, q, k, false);
-            kernels::softmax_rows(&mut scores, tokens);
+            let k = Mat::column_block(keys, tokens, inner, offset, head_dim);
             let v = Mat::column_block(values, tokens, inner, offset, head_dim);
-            let p = Mat::rows(&scores, cells, tokens);
-            kernels::matmul(&mut mixed[offset..], inner, p, v, false);
+            kernels::attend(&mut mixed[offset..], inner, q, k, v);
         }
         kernels::linear(
             &mixed,
