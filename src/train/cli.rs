@@ -49,7 +49,8 @@ pub struct TrainArgs {
     /// Fashion-MNIST folder (Debian's dataset-fashion-mnist package).
     #[arg(long, default_value = super::fashion_mnist::DEFAULT_DIR)]
     pub data: PathBuf,
-    /// Where the finished model goes (diffusers layout).
+    /// Where the finished model goes (diffusers layout); without it, over the embedded model in
+    /// `assets/model`, whatever `--work` says.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Where the finished concept meter goes.
