@@ -10,12 +10,12 @@
 
 use std::sync::Arc;
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 
-use super::kernels::{self, Grid, Mat};
-use super::{Activation, PackedCache, Resnet, Weights, conv};
+use super::kernels::{self, Mat};
+use super::{Activation, PackedCache, Resnet, Weights, conv, output_head};
 use crate::engine::config::VaeJson;
-use crate::engine::error::{CandleContext, Result};
+use crate::engine::error::Result;
 use crate::engine::weights::WeightStore;
 
 /// Epsilon of every group norm in candle's decoder.
@@ -60,25 +60,14 @@ impl CpuDecoder {
     /// Decodes one latent `[1, C, h, w]`, already divided by the scaling factor, into the
     /// picture `[1, 3, H, W]` in [-1, 1], as candle's `AutoEncoderKL::decode` does.
     pub fn decode(&self, weights: &Weights, latent: &Tensor) -> Result<Tensor> {
-        let (_, channels, height, width) = latent.dims4().stage("vae decode")?;
-        let planar = latent
-            .to_dtype(DType::F32)
-            .and_then(|t| t.flatten_all())
-            .and_then(|t| t.to_vec1::<f32>())
-            .stage("vae decode")?;
-        let grid = Grid { height, width };
-        let mut xs = Activation {
-            values: kernels::transpose(&planar, channels, grid.cells()),
-            grid,
-            channels,
-        };
+        let mut xs = Activation::from_planes(latent, "vae decode")?;
         if self.post_quant_conv {
             let weight = weights.matrix("post_quant_conv.weight")?;
             xs = Activation {
                 values: kernels::linear(
                     &xs.values,
-                    grid.cells(),
-                    channels,
+                    xs.grid.cells(),
+                    xs.channels,
                     weight,
                     Some(weights.get("post_quant_conv.bias")?),
                 )?,
@@ -113,27 +102,8 @@ impl CpuDecoder {
                 )?;
             }
         }
-        let normed = kernels::group_norm(
-            &xs.values,
-            xs.channels,
-            self.groups,
-            EPS,
-            weights.get("decoder.conv_norm_out.weight")?,
-            weights.get("decoder.conv_norm_out.bias")?,
-            true,
-        );
-        let out = conv(
-            weights,
-            "decoder.conv_out",
-            &Activation {
-                values: normed,
-                ..xs
-            },
-            1,
-        )?;
-        let planar = kernels::transpose(&out.values, out.grid.cells(), out.channels);
-        let shape = (1, out.channels, out.grid.height, out.grid.width);
-        Tensor::from_vec(planar, shape, latent.device()).stage("vae decode")
+        output_head(weights, "decoder.", xs, self.groups, EPS)?
+            .into_planes(latent.device(), "vae decode")
     }
 }
 

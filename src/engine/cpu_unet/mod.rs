@@ -47,7 +47,6 @@ pub const MAX_CELLS: usize = 256 * 256;
 #[derive(Debug, Clone)]
 pub struct CpuUNet {
     config: UNet2DConditionModelConfig,
-    out_channels: usize,
     packed: PackedCache,
 }
 
@@ -185,8 +184,9 @@ pub struct Context {
 }
 
 impl CpuUNet {
-    /// The CPU UNet for a config, or `None` for options it does not compute (which then stay
-    /// with candle's module).
+    /// The CPU UNet for a config and its output channels, or `None` for options it does not
+    /// compute (which then stay with candle's module); the output takes its channels from
+    /// `conv_out`'s weight.
     pub fn new(config: &UNet2DConditionModelConfig, out_channels: usize) -> Option<Self> {
         let supported = !config.center_input_sample
             && config.downsample_padding == 1
@@ -199,7 +199,6 @@ impl CpuUNet {
                 .all(|b| b.out_channels > 0 && b.attention_head_dim > 0);
         supported.then(|| Self {
             config: config.clone(),
-            out_channels,
             packed: PackedCache::default(),
         })
     }
@@ -251,27 +250,14 @@ impl CpuUNet {
         timestep: f64,
         context: &Context,
     ) -> Result<Tensor> {
-        let (_, channels, height, width) = latent.dims4().stage("unet")?;
-        let grid = Grid { height, width };
-        let planar = latent
-            .flatten_all()
-            .and_then(|t| t.to_vec1::<f32>())
-            .stage("unet")?;
-        let xs = kernels::transpose(&planar, channels, grid.cells());
+        let xs = Activation::from_planes(latent, "unet")?;
         let run = Run {
             unet: self,
             weights,
             context,
             temb: self.time_embedding(weights, timestep)?,
         };
-        let out = run.network(&xs, grid, channels)?;
-        let planar = kernels::transpose(&out, grid.cells(), self.out_channels);
-        Tensor::from_vec(
-            planar,
-            (1, self.out_channels, height, width),
-            latent.device(),
-        )
-        .stage("unet")
+        run.network(xs)?.into_planes(latent.device(), "unet")
     }
 
     /// Every spatial transformer's weight prefix, in network order.
@@ -367,6 +353,31 @@ struct Activation {
     channels: usize,
 }
 
+impl Activation {
+    /// One picture's planes `[1, C, h, w]` as token-major rows.
+    fn from_planes(planes: &Tensor, stage: &'static str) -> Result<Self> {
+        let (_, channels, height, width) = planes.dims4().stage(stage)?;
+        let values = planes
+            .to_dtype(candle_core::DType::F32)
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1::<f32>())
+            .stage(stage)?;
+        let grid = Grid { height, width };
+        Ok(Self {
+            values: kernels::transpose(&values, channels, grid.cells()),
+            grid,
+            channels,
+        })
+    }
+
+    /// Back to planes `[1, C, h, w]` on `device`.
+    fn into_planes(self, device: &candle_core::Device, stage: &'static str) -> Result<Tensor> {
+        let planes = kernels::transpose(&self.values, self.grid.cells(), self.channels);
+        let shape = (1, self.channels, self.grid.height, self.grid.width);
+        Tensor::from_vec(planes, shape, device).stage(stage)
+    }
+}
+
 impl Run<'_> {
     fn w(&self, name: &str) -> Result<&[f32]> {
         self.weights.get(name)
@@ -377,18 +388,10 @@ impl Run<'_> {
     }
 
     /// conv_in, down blocks, mid block, up blocks, output head.
-    fn network(&self, xs: &[f32], grid: Grid, channels: usize) -> Result<Vec<f32>> {
+    fn network(&self, xs: Activation) -> Result<Activation> {
         let config = &self.unet.config;
         let blocks = &config.blocks;
-        let mut xs = self.conv(
-            "conv_in",
-            &Activation {
-                values: xs.to_vec(),
-                grid,
-                channels,
-            },
-            1,
-        )?;
+        let mut xs = self.conv("conv_in", &xs, 1)?;
 
         // 1. Down: every resnet (and its transformer) leaves a skip, as does every downsampler.
         let mut skips = vec![xs.clone()];
@@ -438,24 +441,13 @@ impl Run<'_> {
         }
 
         // 4. Output head.
-        let normed = kernels::group_norm(
-            &xs.values,
-            xs.channels,
+        output_head(
+            self.weights,
+            "",
+            xs,
             config.norm_num_groups,
             config.norm_eps,
-            self.w("conv_norm_out.weight")?,
-            self.w("conv_norm_out.bias")?,
-            true,
-        );
-        let out = self.conv(
-            "conv_out",
-            &Activation {
-                values: normed,
-                ..xs
-            },
-            1,
-        )?;
-        Ok(out.values)
+        )
     }
 
     /// A 3x3 convolution with padding 1.
@@ -635,6 +627,31 @@ fn conv(weights: &Weights, prefix: &str, xs: &Activation, stride: usize) -> Resu
         grid,
         channels: bias.len(),
     })
+}
+
+/// `{prefix}conv_norm_out` (a group norm with SiLU), then the 3x3 `{prefix}conv_out`: the last
+/// layers of the UNet and of the VAE's decoder.
+fn output_head(
+    weights: &Weights,
+    prefix: &str,
+    xs: Activation,
+    groups: usize,
+    eps: f64,
+) -> Result<Activation> {
+    let normed = kernels::group_norm(
+        &xs.values,
+        xs.channels,
+        groups,
+        eps,
+        weights.get(&format!("{prefix}conv_norm_out.weight"))?,
+        weights.get(&format!("{prefix}conv_norm_out.bias"))?,
+        true,
+    );
+    let xs = Activation {
+        values: normed,
+        ..xs
+    };
+    conv(weights, &format!("{prefix}conv_out"), &xs, 1)
 }
 
 /// What differs between the resnets of the UNet and of the VAE's decoder.
